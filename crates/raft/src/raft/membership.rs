@@ -1,0 +1,27 @@
+//! Switching to a new membership once a configuration change is applied.
+
+use super::{Raft, StateRole};
+use crate::confchange::{ConfChangeError, Changer};
+use crate::proto::{ConfChangeV2, ConfState};
+use crate::storage::Storage;
+use tracing::info;
+
+impl<S: Storage> Raft<S> {
+    /// Applies a committed configuration change and returns the membership
+    /// now in force (to be saved by the application with its state).
+    pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState, ConfChangeError> {
+        let (cfg, prs) = Changer::new(&self.tracker, self.log.last_index()).apply(cc)?;
+        self.tracker.config = cfg;
+        self.tracker.progress = prs;
+        self.is_learner = self.tracker.progress.get(self.id).is_some_and(|p| p.is_learner);
+        let cs = self.tracker.conf_state();
+        info!(id = self.id, voters = ?cs.voters, learners = ?cs.learners, outgoing = ?cs.voters_outgoing, "applied configuration");
+        if self.state == StateRole::Leader {
+            // A smaller quorum may commit more; new peers need appends.
+            if !self.maybe_commit() {
+                self.broadcast_pending = true;
+            }
+        }
+        Ok(cs)
+    }
+}
