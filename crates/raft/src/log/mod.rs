@@ -47,6 +47,21 @@ impl<S: Storage> RaftLog<S> {
         })
     }
 
+    /// The highest index known to be committed.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The highest index the application reported applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The unstable tail (entries and snapshot not yet persisted).
+    pub fn unstable(&self) -> &Unstable {
+        &self.unstable
+    }
+
     /// The first index still available (after the newest snapshot).
     pub fn first_index(&self) -> u64 {
         match self.unstable.maybe_first_index() {
