@@ -6,7 +6,9 @@
 //! joint consensus: the old voters stay as the outgoing half until the
 //! joint state is left (thesis §4.3).
 
-use crate::proto::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState};
+use crate::proto::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+};
 use crate::quorum::MajorityConfig;
 use crate::tracker::{Progress, ProgressMap, ProgressTracker, TrackerConfig};
 use thiserror::Error;
@@ -255,7 +257,11 @@ fn single(kind: ConfChangeType, node_id: u64) -> ConfChangeSingle {
 /// Rebuilds the membership of `cs` into an empty-membership `tracker`
 /// (keeping its window limits), as after a restart or a snapshot. New peers
 /// start at `last_index`.
-pub fn restore(tracker: &ProgressTracker, last_index: u64, cs: &ConfState) -> Result<Changed, ConfChangeError> {
+pub fn restore(
+    tracker: &ProgressTracker,
+    last_index: u64,
+    cs: &ConfState,
+) -> Result<Changed, ConfChangeError> {
     let mut t = ProgressTracker::new(tracker.max_inflight, tracker.max_inflight_bytes);
     let step = |t: &mut ProgressTracker, changes: &[ConfChangeSingle], joint: Option<bool>| {
         let c = Changer::new(t, last_index);
@@ -271,14 +277,20 @@ pub fn restore(tracker: &ProgressTracker, last_index: u64, cs: &ConfState) -> Re
         .voters
         .iter()
         .map(|&id| single(ConfChangeType::AddNode, id))
-        .chain(cs.learners.iter().map(|&id| single(ConfChangeType::AddLearnerNode, id)))
+        .chain(
+            cs.learners
+                .iter()
+                .map(|&id| single(ConfChangeType::AddLearnerNode, id)),
+        )
         .collect();
     if cs.voters_outgoing.is_empty() {
         // Add one at a time; learners need no voter before them except that
         // a configuration may never be left without voters, so voters go
         // first.
         for cc in &incoming {
-            if t.config.voters.incoming.is_empty() && cc.change_type != ConfChangeType::AddNode as i32 {
+            if t.config.voters.incoming.is_empty()
+                && cc.change_type != ConfChangeType::AddNode as i32
+            {
                 // Learners without voters: only possible for an empty voter
                 // set, which is refused below.
                 return Err(ConfChangeError::RemovesAllVoters);
@@ -294,7 +306,11 @@ pub fn restore(tracker: &ProgressTracker, last_index: u64, cs: &ConfState) -> Re
             .iter()
             .map(|&id| single(ConfChangeType::RemoveNode, id))
             .chain(incoming)
-            .chain(cs.learners_next.iter().map(|&id| single(ConfChangeType::AddLearnerNode, id)))
+            .chain(
+                cs.learners_next
+                    .iter()
+                    .map(|&id| single(ConfChangeType::AddLearnerNode, id)),
+            )
             .collect();
         step(&mut t, &joint, Some(cs.auto_leave))?;
     }
@@ -343,12 +359,18 @@ mod tests {
         assert_eq!(cfg.voters.incoming.ids(), &[1, 2, 3, 4]);
         assert_eq!(prs.get(4).unwrap().next_idx, 10);
         assert_eq!(
-            c.simple(&[single(ConfChangeType::AddNode, 4), single(ConfChangeType::AddNode, 5)]),
+            c.simple(&[
+                single(ConfChangeType::AddNode, 4),
+                single(ConfChangeType::AddNode, 5)
+            ]),
             Err(ConfChangeError::TooManyVoterChanges)
         );
         // Learner changes are free.
         assert!(c
-            .simple(&[single(ConfChangeType::AddLearnerNode, 7), single(ConfChangeType::AddLearnerNode, 8)])
+            .simple(&[
+                single(ConfChangeType::AddLearnerNode, 7),
+                single(ConfChangeType::AddLearnerNode, 8)
+            ])
             .is_ok());
     }
 
@@ -356,7 +378,13 @@ mod tests {
     fn joint_demotion_waits_for_leave() {
         let t = tracker_of(&ConfState::with_voters([1, 2, 3]));
         let (cfg, prs) = Changer::new(&t, 10)
-            .enter_joint(false, &[single(ConfChangeType::AddLearnerNode, 3), single(ConfChangeType::AddNode, 4)])
+            .enter_joint(
+                false,
+                &[
+                    single(ConfChangeType::AddLearnerNode, 3),
+                    single(ConfChangeType::AddNode, 4),
+                ],
+            )
             .unwrap();
         assert_eq!(cfg.learners_next, vec![3]);
         assert!(cfg.voters.outgoing.contains(3));

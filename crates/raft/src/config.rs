@@ -100,6 +100,9 @@ impl Config {
                 heartbeat: self.heartbeat_tick,
             });
         }
+        if self.election_tick.checked_mul(2).is_none() {
+            return Err(ConfigError::ElectionTickTooLarge(self.election_tick));
+        }
         if self.max_inflight_msgs == 0 {
             return Err(ConfigError::ZeroInflightMsgs);
         }
@@ -140,6 +143,10 @@ mod tests {
                 election: 1,
                 heartbeat: 1,
             },
+        );
+        bad(
+            |c| c.election_tick = usize::MAX / 2 + 1,
+            ConfigError::ElectionTickTooLarge(usize::MAX / 2 + 1),
         );
         bad(|c| c.max_inflight_msgs = 0, ConfigError::ZeroInflightMsgs);
         bad(

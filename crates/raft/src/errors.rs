@@ -64,6 +64,10 @@ pub enum ConfigError {
         /// The configured heartbeat tick.
         heartbeat: usize,
     },
+    /// The randomized election timeout, up to twice `election_tick`, must
+    /// be representable.
+    #[error("election_tick ({0}) is too large: twice it must fit in a usize")]
+    ElectionTickTooLarge(usize),
     /// The inflight window must hold at least one message.
     #[error("max_inflight_msgs must be greater than 0")]
     ZeroInflightMsgs,

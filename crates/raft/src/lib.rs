@@ -46,7 +46,7 @@
 //!     let mut rd = node.ready();
 //!     // A single node has no peers: `messages` is empty. Persist first.
 //!     if let Some(snap) = rd.snapshot.take() {
-//!         node.storage_mut().apply_snapshot(snap).unwrap();
+//!         node.storage_mut().apply_snapshot(*snap).unwrap();
 //!     }
 //!     node.storage_mut().append(&rd.entries).unwrap();
 //!     if let Some(hs) = rd.hard_state {

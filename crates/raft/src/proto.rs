@@ -310,6 +310,7 @@ pub struct Message {
 
 impl Message {
     /// A message of `msg_type` from `from` to `to`, everything else zero.
+    #[inline]
     pub fn new(msg_type: MessageType, from: u64, to: u64) -> Message {
         Message {
             msg_type: msg_type as i32,

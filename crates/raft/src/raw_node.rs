@@ -50,8 +50,8 @@ pub struct Ready {
     /// Entries to append to stable storage (replacing any conflicting
     /// suffix there).
     pub entries: Vec<Entry>,
-    /// A snapshot to persist and apply.
-    pub snapshot: Option<Snapshot>,
+    /// A snapshot to persist and apply (boxed: rare, and large to move).
+    pub snapshot: Option<Box<Snapshot>>,
     /// Committed entries to apply, in order.
     pub committed_entries: Vec<Entry>,
     /// Messages that may be sent at once.
@@ -92,7 +92,17 @@ pub struct RawNode<S: Storage> {
     in_flight: InFlight,
     ready_number: u64,
     /// Buffers of the last `Ready`, reused by the next.
-    spare: Ready,
+    spare: SpareBuffers,
+}
+
+/// The vectors of a handled `Ready`, emptied, kept for their capacity.
+#[derive(Debug, Default)]
+struct SpareBuffers {
+    read_states: Vec<ReadState>,
+    entries: Vec<Entry>,
+    committed_entries: Vec<Entry>,
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -110,7 +120,7 @@ impl<S: Storage> RawNode<S> {
             steps_on_advance: Vec::new(),
             in_flight: InFlight::default(),
             ready_number: 0,
-            spare: Ready::default(),
+            spare: SpareBuffers::default(),
         })
     }
 
@@ -126,7 +136,10 @@ impl<S: Storage> RawNode<S> {
             return Err(Error::NoPeers);
         }
         let state = storage.initial_state()?;
-        if storage.last_index()? != 0 || !state.hard_state.is_empty() || state.conf_state != ConfState::default() {
+        if storage.last_index()? != 0
+            || !state.hard_state.is_empty()
+            || state.conf_state != ConfState::default()
+        {
             return Err(Error::NotEmpty);
         }
         let mut node = RawNode::new(config, storage)?;
@@ -192,12 +205,14 @@ impl<S: Storage> RawNode<S> {
     ///
     /// Local message types and responses from peers outside the
     /// configuration are refused with an error; nothing else is touched.
-    pub fn step(&mut self, m: Message) -> Result<()> {
+    pub fn step(&mut self, mut m: Message) -> Result<()> {
         let Some(kind) = m.kind() else {
             return Err(Error::InvalidMessage("unknown message type"));
         };
         if kind.is_local() {
-            return Err(Error::InvalidMessage("local message type received from the network"));
+            return Err(Error::InvalidMessage(
+                "local message type received from the network",
+            ));
         }
         if kind.is_response() && self.raft.tracker.progress.get(m.from).is_none() {
             return Err(Error::UnknownPeer(m.from));
@@ -205,7 +220,7 @@ impl<S: Storage> RawNode<S> {
         if m.from == 0 && kind != MessageType::MsgProp {
             return Err(Error::InvalidMessage("message without a sender"));
         }
-        self.raft.step(m)
+        self.raft.step_kind(kind, &mut m)
     }
 
     /// Asks for a read index: once confirmed, a [`ReadState`] with
@@ -258,9 +273,20 @@ impl<S: Storage> RawNode<S> {
     /// [`RawNode::advance`] with it once handled.
     pub fn ready(&mut self) -> Ready {
         self.raft.flush_broadcast();
-        let mut rd = std::mem::take(&mut self.spare);
         self.ready_number += 1;
-        rd.number = self.ready_number;
+        let spare = &mut self.spare;
+        let mut rd = Ready {
+            number: self.ready_number,
+            soft_state: None,
+            hard_state: None,
+            read_states: std::mem::take(&mut spare.read_states),
+            entries: std::mem::take(&mut spare.entries),
+            snapshot: None,
+            committed_entries: std::mem::take(&mut spare.committed_entries),
+            messages: std::mem::take(&mut spare.messages),
+            persisted_messages: std::mem::take(&mut spare.persisted_messages),
+            must_sync: false,
+        };
         let r = &mut self.raft;
 
         let soft = r.soft_state();
@@ -275,15 +301,22 @@ impl<S: Storage> RawNode<S> {
         rd.entries.extend_from_slice(r.log.unstable.next_entries());
         self.in_flight.last_entry = rd.entries.last().map(|e| (e.index, e.term));
         rd.must_sync |= !rd.entries.is_empty();
-        rd.snapshot = r.log.unstable.next_snapshot().cloned();
-        self.in_flight.snapshot_index = rd.snapshot.as_ref().map(Snapshot::index);
+        rd.snapshot = r.log.unstable.next_snapshot().map(|s| Box::new(s.clone()));
+        self.in_flight.snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
         r.log.unstable.accept_in_progress();
 
-        if let Err(e) = r.log.next_committed_entries(true, &mut rd.committed_entries) {
+        if let Err(e) = r
+            .log
+            .next_committed_entries(true, &mut rd.committed_entries)
+        {
             panic!("log invariant broken: committed entries unreadable: {e}");
         }
         self.in_flight.applied = rd.committed_entries.last().map(|e| {
-            let size = rd.committed_entries.iter().map(|e| e.data.len() as u64).sum();
+            let size = rd
+                .committed_entries
+                .iter()
+                .map(|e| e.data.len() as u64)
+                .sum();
             (e.index, size)
         });
         if let Some((index, _)) = self.in_flight.applied {
@@ -302,12 +335,17 @@ impl<S: Storage> RawNode<S> {
                 self.steps_on_advance.push(ack);
             }
         }
-        for m in r.msgs_after_append.drain(..) {
-            if m.to == r.id {
-                self.steps_on_advance.push(m);
-            } else {
-                rd.persisted_messages.push(m);
+        if r.msgs_after_append.iter().any(|m| m.to == r.id) {
+            for m in r.msgs_after_append.drain(..) {
+                if m.to == r.id {
+                    self.steps_on_advance.push(m);
+                } else {
+                    rd.persisted_messages.push(m);
+                }
             }
+        } else {
+            // The usual case: nothing addressed to ourselves.
+            std::mem::swap(&mut rd.persisted_messages, &mut r.msgs_after_append);
         }
         rd
     }
@@ -316,7 +354,7 @@ impl<S: Storage> RawNode<S> {
     /// committed entries applied. Acknowledgements of our own writes are
     /// stepped now, which may commit entries (on a leader) or win an
     /// election.
-    pub fn advance(&mut self, mut rd: Ready) {
+    pub fn advance(&mut self, rd: Ready) {
         let r = &mut self.raft;
         if let Some(index) = self.in_flight.snapshot_index.take() {
             r.log.stable_snap_to(index);
@@ -327,21 +365,21 @@ impl<S: Storage> RawNode<S> {
         if let Some((index, size)) = self.in_flight.applied.take() {
             r.applied_to(index, size);
         }
-        for m in std::mem::take(&mut self.steps_on_advance) {
-            // Our own acknowledgements: a stale one (term moved on) is
-            // dropped by the term rules, never an error.
-            let _ = r.step(m);
+        if !self.steps_on_advance.is_empty() {
+            let mut steps = std::mem::take(&mut self.steps_on_advance);
+            for m in steps.drain(..) {
+                // Our own acknowledgements: a stale one (term moved on) is
+                // dropped by the term rules, never an error.
+                let _ = r.step(m);
+            }
+            self.steps_on_advance = steps;
         }
-        rd.soft_state = None;
-        rd.hard_state = None;
-        rd.snapshot = None;
-        rd.read_states.clear();
-        rd.entries.clear();
-        rd.committed_entries.clear();
-        rd.messages.clear();
-        rd.persisted_messages.clear();
-        rd.must_sync = false;
-        self.spare = rd;
+        let spare = &mut self.spare;
+        recycle(rd.read_states, &mut spare.read_states);
+        recycle(rd.entries, &mut spare.entries);
+        recycle(rd.committed_entries, &mut spare.committed_entries);
+        recycle(rd.messages, &mut spare.messages);
+        recycle(rd.persisted_messages, &mut spare.persisted_messages);
     }
 
     /// The node's identity, state and positions, cheaply.
@@ -369,4 +407,18 @@ impl<S: Storage> RawNode<S> {
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.raft.log.storage
     }
+}
+
+/// Empties `v` and keeps it in `slot` for its capacity (a vector the
+/// application replaced has none worth keeping).
+#[inline(always)]
+fn recycle<T>(mut v: Vec<T>, slot: &mut Vec<T>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    if !v.is_empty() {
+        v.clear();
+    }
+    // `slot` was emptied by `ready`; swapping leaves nothing to free.
+    std::mem::swap(slot, &mut v);
 }

@@ -47,7 +47,11 @@ pub struct Status {
 impl Status {
     pub(crate) fn of<S: Storage>(r: &Raft<S>) -> Status {
         let progress = if r.state == crate::raft::StateRole::Leader {
-            r.tracker.progress.iter().map(|(id, p)| (id, p.clone())).collect()
+            r.tracker
+                .progress
+                .iter()
+                .map(|(id, p)| (id, p.clone()))
+                .collect()
         } else {
             Vec::new()
         };

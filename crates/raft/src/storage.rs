@@ -127,7 +127,8 @@ impl MemoryStorage {
         let Some(first) = entries.first().map(|e| e.index) else {
             return Ok(());
         };
-        self.entries.truncate((first - self.snapshot_index - 1) as usize);
+        self.entries
+            .truncate((first - self.snapshot_index - 1) as usize);
         self.entries.extend_from_slice(entries);
         Ok(())
     }
@@ -232,7 +233,14 @@ impl Storage for MemoryStorage {
         }
         let last = self.last_index_inner();
         if hi > last + 1 {
-            return Err(StorageError::Unavailable { index: hi - 1, last });
+            return Err(StorageError::Unavailable {
+                index: hi - 1,
+                last,
+            });
+        }
+        if lo >= hi {
+            // An empty range: nothing to append (slicing would panic).
+            return Ok(());
         }
         let base = self.snapshot_index + 1;
         let slice = &self.entries[(lo - base) as usize..(hi - base) as usize];
@@ -298,8 +306,12 @@ mod tests {
     fn compaction_and_snapshots_bound_the_log() {
         let mut s = MemoryStorage::new();
         s.append(&ents(1..=10, 1)).unwrap();
-        s.create_snapshot(5, Some(ConfState::with_voters([1])), Bytes::from_static(b"x"))
-            .unwrap();
+        s.create_snapshot(
+            5,
+            Some(ConfState::with_voters([1])),
+            Bytes::from_static(b"x"),
+        )
+        .unwrap();
         s.compact(5).unwrap();
         assert_eq!(s.first_index().unwrap(), 6);
         assert_eq!(s.term(5).unwrap(), 1);
@@ -332,6 +344,16 @@ mod tests {
         s.entries(1, 6, 2 * crate::proto::ENTRY_OVERHEAD, &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn empty_or_reversed_ranges_read_nothing() {
+        let mut s = MemoryStorage::new();
+        s.append(&ents(1..=5, 1)).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(s.entries(3, 3, u64::MAX, &mut out), Ok(()));
+        assert_eq!(s.entries(4, 2, u64::MAX, &mut out), Ok(()));
+        assert!(out.is_empty(), "nothing read: {out:?}");
     }
 
     #[test]

@@ -5,6 +5,9 @@ use crate::proto::Entry;
 /// The longest prefix of `entries` whose accounted size stays within
 /// `max_size`, and at least one entry (so progress is always possible).
 pub fn limit_size(entries: &[Entry], max_size: u64) -> &[Entry] {
+    if max_size == u64::MAX {
+        return entries;
+    }
     let mut total = 0u64;
     let mut n = 0;
     for e in entries {

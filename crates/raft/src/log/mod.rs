@@ -66,9 +66,10 @@ impl<S: Storage> RaftLog<S> {
     pub fn first_index(&self) -> u64 {
         match self.unstable.maybe_first_index() {
             Some(i) => i,
-            None => self.storage.first_index().unwrap_or_else(|e| {
-                panic!("storage broke its contract: first_index failed: {e}")
-            }),
+            None => self
+                .storage
+                .first_index()
+                .unwrap_or_else(|e| panic!("storage broke its contract: first_index failed: {e}")),
         }
     }
 
@@ -76,9 +77,10 @@ impl<S: Storage> RaftLog<S> {
     pub fn last_index(&self) -> u64 {
         match self.unstable.maybe_last_index() {
             Some(i) => i,
-            None => self.storage.last_index().unwrap_or_else(|e| {
-                panic!("storage broke its contract: last_index failed: {e}")
-            }),
+            None => self
+                .storage
+                .last_index()
+                .unwrap_or_else(|e| panic!("storage broke its contract: last_index failed: {e}")),
         }
     }
 
@@ -87,28 +89,30 @@ impl<S: Storage> RaftLog<S> {
         if let Some(t) = self.unstable.maybe_term(index) {
             return Ok(t);
         }
-        // The only index before the first one with a known term is the
-        // snapshot's (first - 1), which storage answers for.
-        let dummy = self.first_index() - 1;
-        if index < dummy {
-            return Err(StorageError::Compacted {
+        if index >= self.unstable.offset {
+            // Past the unstable entries, so past the end of the log.
+            return Err(StorageError::Unavailable {
                 index,
-                first: dummy + 1,
+                last: self.last_index(),
             });
         }
-        let last = self.last_index();
-        if index > last {
-            return Err(StorageError::Unavailable { index, last });
+        if let Some(s) = &self.unstable.snapshot {
+            // Below an unstable snapshot (its own index was answered
+            // above); storage may still hold entries it superseded.
+            return Err(StorageError::Compacted {
+                index,
+                first: s.index() + 1,
+            });
         }
+        // Below the unstable part, storage answers, compaction included.
         self.storage.term(index)
     }
 
     /// The term of the last entry.
     pub fn last_term(&self) -> u64 {
         let last = self.last_index();
-        self.term(last).unwrap_or_else(|e| {
-            panic!("log invariant broken: no term for last index {last}: {e}")
-        })
+        self.term(last)
+            .unwrap_or_else(|e| panic!("log invariant broken: no term for last index {last}: {e}"))
     }
 
     /// The term of `index`, or 0 where unknown (compacted or beyond the end).
@@ -136,11 +140,19 @@ impl<S: Storage> RaftLog<S> {
             return None;
         }
         let last_new = index + entries.len() as u64;
-        let conflict = self.find_conflict(&entries);
+        // The usual case, entries that extend the log, needs no search.
+        let conflict = match entries.first() {
+            Some(e) if e.index == self.last_index() + 1 => e.index,
+            _ => self.find_conflict(&entries),
+        };
         if conflict != 0 && conflict <= self.committed {
             // Only a broken or malicious leader sends entries that differ
             // from our committed prefix; refuse them rather than lose it.
-            tracing::error!(conflict, committed = self.committed, "append conflicts with committed entries; refused");
+            tracing::error!(
+                conflict,
+                committed = self.committed,
+                "append conflicts with committed entries; refused"
+            );
             return None;
         }
         if conflict != 0 {
@@ -229,11 +241,17 @@ impl<S: Storage> RaftLog<S> {
 
     /// The application applied up to `index`.
     pub fn applied_to(&mut self, index: u64) {
+        if index < self.applied {
+            // A report older than what we know applied: entries handed out
+            // before a snapshot that was restored meanwhile (`restore`
+            // moves `applied` to the snapshot). The snapshot supersedes them.
+            return;
+        }
         if index == 0 {
             return;
         }
         assert!(
-            index <= self.committed && index >= self.applied,
+            index <= self.committed,
             "log invariant broken: applied {index} outside [{}, {}]",
             self.applied,
             self.committed
@@ -280,7 +298,10 @@ impl<S: Storage> RaftLog<S> {
 
     /// Whether an unstable snapshot waits to be persisted and applied.
     pub fn has_pending_snapshot(&self) -> bool {
-        self.unstable.snapshot.as_ref().is_some_and(|s| !s.is_empty())
+        self.unstable
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
     }
 
     /// The newest snapshot: the unstable one, or the storage's.
@@ -292,7 +313,12 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Appends entries from `lo` on, up to `max_size` bytes, to `out`.
-    pub fn entries(&self, lo: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<(), StorageError> {
+    pub fn entries(
+        &self,
+        lo: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         let last = self.last_index();
         if lo > last {
             return Ok(());
@@ -313,16 +339,26 @@ impl<S: Storage> RaftLog<S> {
         if lo >= hi {
             return Ok(());
         }
+        let offset = self.unstable.offset;
+        let unstable_end = offset + self.unstable.entries.len() as u64;
+        if lo >= offset && hi <= unstable_end {
+            // All unstable: the hot path of a leader sending what it just
+            // appended.
+            out.extend_from_slice(limit_size(self.unstable.slice(lo, hi), max_size));
+            return Ok(());
+        }
         let first = self.first_index();
         if lo < first {
             return Err(StorageError::Compacted { index: lo, first });
         }
         let last = self.last_index();
         if hi > last + 1 {
-            return Err(StorageError::Unavailable { index: hi - 1, last });
+            return Err(StorageError::Unavailable {
+                index: hi - 1,
+                last,
+            });
         }
         let start = out.len();
-        let offset = self.unstable.offset;
         if lo < offset {
             let stable_hi = hi.min(offset);
             self.storage.entries(lo, stable_hi, max_size, out)?;
@@ -414,7 +450,11 @@ mod tests {
         // Already present entries are not re-appended.
         let mut l = log_with(&base, &[]);
         assert_eq!(l.maybe_append(1, 1, 0, ents(&[(2, 2)])), Some(2));
-        assert_eq!(l.last_index(), 3, "a shorter matching append keeps the tail");
+        assert_eq!(
+            l.last_index(),
+            3,
+            "a shorter matching append keeps the tail"
+        );
         assert!(l.unstable.entries.is_empty());
     }
 
@@ -451,9 +491,13 @@ mod tests {
         let l = log_with(&[(1, 1), (2, 1)], &[(3, 1), (4, 1)]);
         let mut out = Vec::new();
         l.slice(1, 5, u64::MAX, &mut out).unwrap();
-        assert_eq!(out.iter().map(|e| e.index).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            out.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         out.clear();
-        l.slice(2, 5, 2 * crate::proto::ENTRY_OVERHEAD, &mut out).unwrap();
+        l.slice(2, 5, 2 * crate::proto::ENTRY_OVERHEAD, &mut out)
+            .unwrap();
         assert_eq!(out.iter().map(|e| e.index).collect::<Vec<_>>(), [2, 3]);
         out.clear();
         assert!(matches!(
@@ -472,5 +516,191 @@ mod tests {
         out.clear();
         l.next_committed_entries(true, &mut out).unwrap();
         assert_eq!(out.len(), 2);
+    }
+
+    // -----------------------------------------------------------------
+    // Property: `maybe_append` follows Figure 2's AppendEntries receiver
+    // rules, checked against a plain vector of terms.
+    // -----------------------------------------------------------------
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// One step in a follower's life.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A leader of a new term: a prefix (`keep`) of an existing
+        /// leader's log (`base`) plus `grow` entries of its own term.
+        NewLeader {
+            base: Index,
+            keep: Index,
+            grow: usize,
+        },
+        /// An existing leader appends `grow` entries of its term.
+        Grow { src: Index, grow: usize },
+        /// Leader `src` sends its entries `prev+1 ..= prev+n` after
+        /// `(prev, term(prev))`, with an arbitrary commit index.
+        Append {
+            src: Index,
+            prev: Index,
+            n: usize,
+            commit: Index,
+        },
+        /// A `Ready` hands the unstable entries out to be persisted.
+        HandOut,
+        /// The storage writes finish, in order, and are reported stable.
+        Persist,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            1 => (any::<Index>(), any::<Index>(), 0..4usize)
+                .prop_map(|(base, keep, grow)| Op::NewLeader { base, keep, grow }),
+            1 => (any::<Index>(), 1..4usize).prop_map(|(src, grow)| Op::Grow { src, grow }),
+            5 => (any::<Index>(), any::<Index>(), 0..6usize, any::<Index>())
+                .prop_map(|(src, prev, n, commit)| Op::Append { src, prev, n, commit }),
+            1 => Just(Op::HandOut),
+            1 => Just(Op::Persist),
+        ]
+    }
+
+    /// Figure 2, AppendEntries receiver: (2) refuse unless the log holds
+    /// `prev` with `prev_term`; (3) delete an existing entry that conflicts
+    /// with a new one, and all that follow; (4) append the new entries not
+    /// already in the log; (5) commit up to min(leader commit, last new
+    /// index). Entries conflicting with committed ones are refused instead
+    /// (a correct leader never sends them).
+    fn model_append(
+        log: &mut Vec<u64>,
+        committed: &mut u64,
+        prev: u64,
+        prev_term: u64,
+        ents: &[u64],
+        commit: u64,
+    ) -> Option<u64> {
+        let term_at = |log: &Vec<u64>, i: u64| {
+            if i == 0 {
+                Some(0)
+            } else {
+                log.get(i as usize - 1).copied()
+            }
+        };
+        if term_at(log, prev) != Some(prev_term) {
+            return None;
+        }
+        let conflict =
+            (0..ents.len()).find(|&k| term_at(log, prev + 1 + k as u64) != Some(ents[k]));
+        if let Some(k) = conflict {
+            let index = prev + 1 + k as u64;
+            if index <= *committed {
+                return None;
+            }
+            log.truncate(index as usize - 1);
+            log.extend_from_slice(&ents[k..]);
+        }
+        let last_new = prev + ents.len() as u64;
+        *committed = (*committed).max(commit.min(last_new));
+        Some(last_new)
+    }
+
+    proptest! {
+        /// Random appends from leaders whose logs satisfy Log Matching
+        /// (§5.3), interleaved with asynchronous persistence: the log
+        /// equals the model after every step, the commit index never
+        /// decreases, and committed entries never change (§5.4).
+        #[test]
+        fn maybe_append_matches_the_receiver_rules(ops in prop::collection::vec(op(), 1..80)) {
+            // Leaders' logs (terms at 1, 2, ...) and the term each appends in.
+            let mut pool: Vec<(Vec<u64>, u64)> = vec![(Vec::new(), 0)];
+            let mut max_term = 0;
+            let mut l = RaftLog::new(MemoryStorage::new(), 0).unwrap();
+            let mut model: Vec<u64> = Vec::new();
+            let mut model_committed = 0u64;
+            let mut committed_prefix: Vec<u64> = Vec::new();
+            let mut handed_out: Vec<Vec<Entry>> = Vec::new();
+
+            for op in ops {
+                match op {
+                    Op::NewLeader { base, keep, grow } => {
+                        let (base_log, _) = &pool[base.index(pool.len())];
+                        max_term += 1;
+                        let mut log = base_log[..keep.index(base_log.len() + 1)].to_vec();
+                        log.extend(std::iter::repeat(max_term).take(grow));
+                        pool.push((log, max_term));
+                    }
+                    Op::Grow { src, grow } => {
+                        let i = src.index(pool.len());
+                        let term = pool[i].1;
+                        if term > 0 {
+                            pool[i].0.extend(std::iter::repeat(term).take(grow));
+                        }
+                    }
+                    Op::Append { src, prev, n, commit } => {
+                        let (log, _) = &pool[src.index(pool.len())];
+                        let prev = prev.index(log.len() + 1);
+                        let n = n.min(log.len() - prev);
+                        let prev_term = if prev == 0 { 0 } else { log[prev - 1] };
+                        let terms = &log[prev..prev + n];
+                        let prev = prev as u64;
+                        let commit = commit.index(prev as usize + n + 3) as u64;
+                        let entries: Vec<Entry> = terms
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &t)| Entry::new(t, prev + 1 + k as u64, Bytes::new()))
+                            .collect();
+                        let got = l.maybe_append(prev, prev_term, commit, entries);
+                        let want = model_append(&mut model, &mut model_committed, prev, prev_term, terms, commit);
+                        prop_assert_eq!(got, want, "maybe_append({}, {}, {}, {:?})", prev, prev_term, commit, terms);
+                    }
+                    Op::HandOut => {
+                        let batch = l.unstable.next_entries().to_vec();
+                        l.unstable.accept_in_progress();
+                        if !batch.is_empty() {
+                            handed_out.push(batch);
+                        }
+                    }
+                    Op::Persist => {
+                        for batch in handed_out.drain(..) {
+                            l.storage.append(&batch).unwrap();
+                            let last = batch.last().unwrap();
+                            l.stable_to(last.index, last.term);
+                        }
+                    }
+                }
+
+                // The log is the model.
+                prop_assert_eq!(l.last_index(), model.len() as u64, "last index");
+                let mut out = Vec::new();
+                l.slice(1, l.last_index() + 1, u64::MAX, &mut out).unwrap();
+                let ids: Vec<(u64, u64)> = out.iter().map(|e| (e.index, e.term)).collect();
+                let want: Vec<(u64, u64)> = model.iter().enumerate().map(|(i, &t)| (i as u64 + 1, t)).collect();
+                prop_assert_eq!(&ids, &want, "entries");
+                for (i, &t) in model.iter().enumerate() {
+                    prop_assert_eq!(l.term(i as u64 + 1).ok(), Some(t), "term of {}", i + 1);
+                }
+                // The commit index never decreases and committed entries
+                // never change.
+                prop_assert_eq!(l.committed(), model_committed, "commit index");
+                prop_assert!(l.committed() >= committed_prefix.len() as u64, "commit index went back");
+                prop_assert_eq!(&model[..committed_prefix.len()], &committed_prefix[..], "a committed entry changed");
+                committed_prefix = model[..model_committed as usize].to_vec();
+            }
+
+            // Once everything is persisted, storage alone holds the log.
+            let batch = l.unstable.next_entries().to_vec();
+            l.unstable.accept_in_progress();
+            handed_out.push(batch);
+            for batch in handed_out.drain(..) {
+                if let Some(last) = batch.last() {
+                    l.storage.append(&batch).unwrap();
+                    l.stable_to(last.index, last.term);
+                }
+            }
+            prop_assert!(l.unstable.entries.is_empty(), "everything was reported stable");
+            prop_assert_eq!(l.storage.last_index().unwrap(), model.len() as u64, "stored last index");
+            for (i, &t) in model.iter().enumerate() {
+                prop_assert_eq!(l.storage.term(i as u64 + 1).ok(), Some(t), "stored term of {}", i + 1);
+            }
+        }
     }
 }

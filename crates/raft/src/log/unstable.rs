@@ -62,7 +62,9 @@ impl Unstable {
 
     /// The snapshot, if not yet handed out for persisting.
     pub fn next_snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref().filter(|_| !self.snapshot_in_progress)
+        self.snapshot
+            .as_ref()
+            .filter(|_| !self.snapshot_in_progress)
     }
 
     /// Marks everything held as handed out for persisting.
@@ -171,7 +173,11 @@ mod tests {
         u.accept_in_progress();
         assert!(u.next_entries().is_empty());
         u.truncate_and_append(&ents(7..=9, 2));
-        assert_eq!(u.next_entries().len(), 3, "replaced entries are handed out again");
+        assert_eq!(
+            u.next_entries().len(),
+            3,
+            "replaced entries are handed out again"
+        );
         assert_eq!(u.maybe_term(6), Some(1));
         assert_eq!(u.maybe_term(7), Some(2));
         // A stale stability report (entry 8 was term 1, now term 2) is ignored.

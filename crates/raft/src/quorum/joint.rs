@@ -80,8 +80,14 @@ mod tests {
         // Incoming commits 9 (1 and 2), outgoing only 1 (4 and 5 at 1, 3 at 2).
         assert_eq!(j.committed_index(&acks), 1);
         assert_eq!(j.vote_result(|id| Some(id <= 2)), VoteResult::Lost);
-        assert_eq!(j.vote_result(|id| Some(id >= 2 && id <= 4)), VoteResult::Won);
-        assert_eq!(j.vote_result(|id| (id <= 2).then_some(true)), VoteResult::Pending);
+        assert_eq!(
+            j.vote_result(|id| Some((2..=4).contains(&id))),
+            VoteResult::Won
+        );
+        assert_eq!(
+            j.vote_result(|id| (id <= 2).then_some(true)),
+            VoteResult::Pending
+        );
     }
 
     proptest! {

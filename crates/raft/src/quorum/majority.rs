@@ -75,10 +75,7 @@ impl MajorityConfig {
         for (slot, &id) in idx.iter_mut().zip(&self.voters) {
             *slot = acks.acked_index(id).unwrap_or(0);
         }
-        idx.sort_unstable();
-        // With n voters sorted ascending, the element at n - (n/2 + 1) is
-        // held by a majority (n/2 + 1 voters hold it or more).
-        idx[n - (n / 2 + 1)]
+        quorum_index(idx)
     }
 
     /// How a vote came out, given each voter's vote (`None`: not yet).
@@ -105,6 +102,19 @@ impl MajorityConfig {
     }
 }
 
+/// The highest value that a majority of `acked` (one value per voter)
+/// has reached; `acked` is reordered. Empty input gives `u64::MAX`.
+pub fn quorum_index(acked: &mut [u64]) -> u64 {
+    let n = acked.len();
+    if n == 0 {
+        return u64::MAX;
+    }
+    acked.sort_unstable();
+    // Sorted ascending, the value at n - (n/2 + 1) is held by n/2 + 1
+    // voters or more: a majority.
+    acked[n - (n / 2 + 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,13 +136,24 @@ mod tests {
     fn vote_result_examples() {
         let c = MajorityConfig::new([1, 2, 3]);
         assert_eq!(c.vote_result(|_| None), VoteResult::Pending);
-        assert_eq!(c.vote_result(|id| (id < 3).then_some(true)), VoteResult::Won);
-        assert_eq!(c.vote_result(|id| (id < 3).then_some(false)), VoteResult::Lost);
         assert_eq!(
-            c.vote_result(|id| (id == 1).then_some(true).or(Some(false).filter(|_| id == 2))),
+            c.vote_result(|id| (id < 3).then_some(true)),
+            VoteResult::Won
+        );
+        assert_eq!(
+            c.vote_result(|id| (id < 3).then_some(false)),
+            VoteResult::Lost
+        );
+        assert_eq!(
+            c.vote_result(|id| (id == 1)
+                .then_some(true)
+                .or(Some(false).filter(|_| id == 2))),
             VoteResult::Pending
         );
-        assert_eq!(MajorityConfig::new([]).vote_result(|_| None), VoteResult::Won);
+        assert_eq!(
+            MajorityConfig::new([]).vote_result(|_| None),
+            VoteResult::Won
+        );
     }
 
     proptest! {

@@ -7,7 +7,7 @@ mod joint;
 mod majority;
 
 pub use joint::JointConfig;
-pub use majority::MajorityConfig;
+pub use majority::{quorum_index, MajorityConfig};
 
 /// The outcome of a vote so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 //! §5.4.1, thesis §9.6).
 
 use super::{Raft, StateRole};
+use crate::errors::{DropReason, Result};
 use crate::proto::{Message, MessageType};
 use crate::quorum::VoteResult;
-use crate::errors::{DropReason, Result};
 use crate::storage::Storage;
 use tracing::{debug, info};
 
@@ -71,7 +71,10 @@ impl<S: Storage> Raft<S> {
         }
         if self.has_unapplied_conf_change() {
             // The configuration we would campaign in may be stale.
-            debug!(id = self.id, "ignoring campaign: committed conf change not yet applied");
+            debug!(
+                id = self.id,
+                "ignoring campaign: committed conf change not yet applied"
+            );
             return;
         }
         info!(id = self.id, term = self.term, kind = ?t, "starting campaign");
@@ -171,16 +174,28 @@ impl<S: Storage> Raft<S> {
                 self.election_elapsed = 0;
                 self.vote = m.from;
             }
-            debug!(id = self.id, term = self.term, to = m.from, kind = kind.short_name(), "granted vote");
+            debug!(
+                id = self.id,
+                term = self.term,
+                to = m.from,
+                kind = kind.short_name(),
+                "granted vote"
+            );
         } else {
             resp.term = self.term;
             resp.reject = true;
             self.send(resp);
-            debug!(id = self.id, term = self.term, to = m.from, kind = kind.short_name(), "rejected vote");
+            debug!(
+                id = self.id,
+                term = self.term,
+                to = m.from,
+                kind = kind.short_name(),
+                "rejected vote"
+            );
         }
     }
 
-    pub(super) fn step_candidate(&mut self, kind: MessageType, m: Message) -> Result<()> {
+    pub(super) fn step_candidate(&mut self, kind: MessageType, m: &mut Message) -> Result<()> {
         let my_response = if self.state == StateRole::PreCandidate {
             MessageType::MsgPreVoteResp
         } else {

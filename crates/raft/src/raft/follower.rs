@@ -10,7 +10,7 @@ use crate::storage::Storage;
 use tracing::{debug, info, warn};
 
 impl<S: Storage> Raft<S> {
-    pub(super) fn step_follower(&mut self, kind: MessageType, mut m: Message) -> Result<()> {
+    pub(super) fn step_follower(&mut self, kind: MessageType, m: &mut Message) -> Result<()> {
         match kind {
             MessageType::MsgProp => {
                 if self.lead == 0 {
@@ -20,7 +20,7 @@ impl<S: Storage> Raft<S> {
                     return Err(Self::dropped(DropReason::ForwardingDisabled));
                 }
                 m.to = self.lead;
-                self.send(m);
+                self.send(std::mem::take(m));
             }
             MessageType::MsgApp => {
                 self.election_elapsed = 0;
@@ -42,11 +42,15 @@ impl<S: Storage> Raft<S> {
                     return Err(Self::dropped(DropReason::NoLeader));
                 }
                 m.to = self.lead;
-                self.send(m);
+                self.send(std::mem::take(m));
             }
             MessageType::MsgReadIndexResp => {
                 if m.entries.len() != 1 {
-                    warn!(id = self.id, from = m.from, "read index response without exactly one context entry");
+                    warn!(
+                        id = self.id,
+                        from = m.from,
+                        "read index response without exactly one context entry"
+                    );
                     return Ok(());
                 }
                 let ctx = m.entries.swap_remove(0).data;
@@ -62,7 +66,7 @@ impl<S: Storage> Raft<S> {
 
     /// Appends what the leader sent if our log matches before it, or
     /// rejects with a hint that lets the leader skip whole terms (§5.3).
-    pub(crate) fn handle_append_entries(&mut self, m: Message) {
+    pub(crate) fn handle_append_entries(&mut self, m: &mut Message) {
         let mut resp = Message::new(MessageType::MsgAppResp, self.id, m.from);
         if m.index < self.log.committed {
             // Everything up to our commit index matches the leader's log
@@ -78,13 +82,38 @@ impl<S: Storage> Raft<S> {
             .entries
             .iter()
             .enumerate()
-            .all(|(i, e)| e.index == index + 1 + i as u64);
+            .all(|(i, e)| index.checked_add(1 + i as u64) == Some(e.index));
         if !contiguous {
-            warn!(id = self.id, from = m.from, "append with non-contiguous entries dropped");
+            warn!(
+                id = self.id,
+                from = m.from,
+                "append with non-contiguous entries dropped"
+            );
             return;
         }
-        match self.log.maybe_append(index, log_term, commit, m.entries) {
+        let carried_entries = !m.entries.is_empty();
+        let committed_before = self.log.committed;
+        match self
+            .log
+            .maybe_append(index, log_term, commit, std::mem::take(&mut m.entries))
+        {
             Some(last_new) => {
+                // An empty append that only moves our commit index, at an
+                // index we already acknowledged to this term's leader, would
+                // be answered with nothing it does not know: stay silent.
+                // (Rejections always get an answer, heartbeats keep
+                // the leader's view of us fresh, and commit-only appends
+                // do not pause the leader's probing.) One that moves
+                // nothing is the leader asking where we are, because its
+                // appends or our answers may have been lost: answer it, or
+                // the leader never learns what we store (§5.3).
+                if !carried_entries
+                    && last_new <= self.acked_to_leader
+                    && self.log.committed > committed_before
+                {
+                    return;
+                }
+                self.acked_to_leader = self.acked_to_leader.max(last_new);
                 resp.index = last_new;
                 self.send(resp);
             }
@@ -94,7 +123,15 @@ impl<S: Storage> Raft<S> {
                 // log_term: the leader can then probe from there.
                 let hint = index.min(self.log.last_index());
                 let (hint_index, hint_term) = self.log.find_conflict_by_term(hint, log_term);
-                debug!(id = self.id, from = m.from, index, log_term, hint_index, hint_term, "rejected append");
+                debug!(
+                    id = self.id,
+                    from = m.from,
+                    index,
+                    log_term,
+                    hint_index,
+                    hint_term,
+                    "rejected append"
+                );
                 resp.index = index;
                 resp.reject = true;
                 resp.reject_hint = hint_index;
@@ -104,19 +141,23 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(crate) fn handle_heartbeat(&mut self, m: Message) {
+    pub(crate) fn handle_heartbeat(&mut self, m: &mut Message) {
         // The leader never sends more than it knows we hold; a larger value
         // is from a confused peer and is bounded rather than trusted.
         let commit = m.commit.min(self.log.last_index());
         self.log.commit_to(commit);
         let mut resp = Message::new(MessageType::MsgHeartbeatResp, self.id, m.from);
-        resp.context = m.context;
+        resp.context = std::mem::take(&mut m.context);
         self.send(resp);
     }
 
-    pub(crate) fn handle_snapshot(&mut self, mut m: Message) {
+    pub(crate) fn handle_snapshot(&mut self, m: &mut Message) {
         let Some(snapshot) = m.snapshot.take() else {
-            warn!(id = self.id, from = m.from, "snapshot message without a snapshot");
+            warn!(
+                id = self.id,
+                from = m.from,
+                "snapshot message without a snapshot"
+            );
             return;
         };
         let (index, term) = (snapshot.index(), snapshot.term());
@@ -150,7 +191,10 @@ impl<S: Storage> Raft<S> {
             .chain(&cs.voters_outgoing)
             .any(|&id| id == self.id);
         if !member {
-            warn!(id = self.id, index, "snapshot configuration does not include this node");
+            warn!(
+                id = self.id,
+                index, "snapshot configuration does not include this node"
+            );
             return false;
         }
         if self.log.match_term(index, term) {
@@ -166,9 +210,7 @@ impl<S: Storage> Raft<S> {
             }
         };
         self.log.restore(snapshot);
-        self.tracker.config = cfg;
-        self.tracker.progress = prs;
-        self.is_learner = self.tracker.progress.get(self.id).is_some_and(|p| p.is_learner);
+        self.switch_to_config(cfg, prs);
         true
     }
 }

@@ -3,11 +3,11 @@
 //! (§5.3, §5.4.2).
 
 use super::{Raft, StateRole};
+use crate::errors::StorageError;
 use crate::errors::{DropReason, Result};
 use crate::proto::{Entry, EntryType, Message, MessageType};
 use crate::storage::Storage;
 use crate::tracker::ProgressState;
-use crate::errors::StorageError;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
@@ -44,7 +44,11 @@ impl<S: Storage> Raft<S> {
             return;
         }
         if !self.tracker.quorum_active() {
-            warn!(id = self.id, term = self.term, "stepping down: quorum not active");
+            warn!(
+                id = self.id,
+                term = self.term,
+                "stepping down: quorum not active"
+            );
             self.become_follower(self.term, 0);
             return;
         }
@@ -84,10 +88,8 @@ impl<S: Storage> Raft<S> {
             index += 1;
             e.index = index;
             e.term = self.term;
-            if e.is_conf_change() {
-                if self.pending_conf_index > self.log.applied {
-                    return Err(Self::dropped(DropReason::ConfChangePending));
-                }
+            if e.is_conf_change() && self.pending_conf_index > self.log.applied {
+                return Err(Self::dropped(DropReason::ConfChangePending));
             }
         }
         if let Some(e) = entries.iter().rev().find(|e| e.is_conf_change()) {
@@ -130,7 +132,7 @@ impl<S: Storage> Raft<S> {
     /// if its commit index can move. Returns whether a message was sent.
     pub(crate) fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
         let committed = self.log.committed;
-        let Some(pr) = self.tracker.progress.get(to) else {
+        let Some(pr) = self.tracker.progress.get_mut(to) else {
             return false;
         };
         if pr.is_paused() {
@@ -139,26 +141,28 @@ impl<S: Storage> Raft<S> {
             if pr.state != ProgressState::Snapshot && committed.min(pr.matched) > pr.sent_commit {
                 let matched = pr.matched;
                 if let Ok(term) = self.log.term(matched) {
+                    pr.sent_commit = committed.min(matched);
                     self.send_append_message(to, matched, term, Vec::new(), committed);
-                    if let Some(pr) = self.tracker.progress.get_mut(to) {
-                        pr.sent_commit = committed.min(matched);
-                    }
                     return true;
                 }
             }
             return false;
         }
-        let (next, state, matched, sent_commit) = (pr.next_idx, pr.state, pr.matched, pr.sent_commit);
-        let last = self.log.last_index();
-        let has_entries = next <= last;
-        // With entries in flight, an empty append goes after what is known
-        // to match, so it cannot overtake them and be rejected.
-        let prev = if !has_entries && state == ProgressState::Replicate {
-            matched
+        let next = pr.next_idx;
+        let has_entries = next <= self.log.last_index();
+        // With entries in flight, an empty append that only carries the
+        // commit index goes after what is known to match, so it cannot
+        // overtake them and be rejected. One sent on purpose
+        // (`send_if_empty`: answering a heartbeat response) goes after the
+        // last entry sent instead: a follower that lost those entries
+        // rejects it, and the leader resends from its match (§5.3: the
+        // leader retries until the follower stores every entry).
+        let prev = if !has_entries && pr.state == ProgressState::Replicate && !send_if_empty {
+            pr.matched
         } else {
             next - 1
         };
-        if !has_entries && !send_if_empty && committed.min(prev) <= sent_commit {
+        if !has_entries && !send_if_empty && committed.min(prev) <= pr.sent_commit {
             return false;
         }
         let log_term = match self.log.term(prev) {
@@ -182,19 +186,25 @@ impl<S: Storage> Raft<S> {
             }
         }
         let last_sent = prev + entries.len() as u64;
-        let bytes = crate::util::total_size(&entries);
-        let pr = self
-            .tracker
-            .progress
-            .get_mut(to)
-            .expect("progress invariant broken: peer vanished while sending");
-        pr.sent_entries(last_sent, bytes);
+        if !entries.is_empty() || send_if_empty {
+            // A commit-only append is not a probe and is not answered when
+            // it brings nothing new (see `handle_append_entries`): it must
+            // not pause the peer.
+            pr.sent_entries(last_sent, crate::util::total_size(&entries));
+        }
         pr.sent_commit = pr.sent_commit.max(committed.min(last_sent));
         self.send_append_message(to, prev, log_term, entries, committed);
         true
     }
 
-    fn send_append_message(&mut self, to: u64, prev: u64, log_term: u64, entries: Vec<Entry>, commit: u64) {
+    fn send_append_message(
+        &mut self,
+        to: u64,
+        prev: u64,
+        log_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    ) {
         let mut m = Message::new(MessageType::MsgApp, self.id, to);
         m.index = prev;
         m.log_term = log_term;
@@ -208,7 +218,10 @@ impl<S: Storage> Raft<S> {
             return false;
         };
         if !pr.recent_active {
-            debug!(id = self.id, to, "not sending snapshot to a peer not recently active");
+            debug!(
+                id = self.id,
+                to, "not sending snapshot to a peer not recently active"
+            );
             return false;
         }
         let snapshot = match self.log.snapshot(pr.next_idx - 1) {
@@ -223,7 +236,10 @@ impl<S: Storage> Raft<S> {
             }
         };
         if snapshot.is_empty() {
-            warn!(id = self.id, to, "storage compacted entries but has no snapshot");
+            warn!(
+                id = self.id,
+                to, "storage compacted entries but has no snapshot"
+            );
             return false;
         }
         let index = snapshot.index();
@@ -240,7 +256,10 @@ impl<S: Storage> Raft<S> {
     /// Sends heartbeats to every peer, carrying the newest pending read
     /// request's context.
     pub(super) fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.last_pending_request_ctx().unwrap_or_default();
+        let ctx = self
+            .read_only
+            .last_pending_request_ctx()
+            .unwrap_or_default();
         self.bcast_heartbeat_with_ctx(ctx);
     }
 
@@ -285,7 +304,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(super) fn step_leader(&mut self, kind: MessageType, mut m: Message) -> Result<()> {
+    pub(super) fn step_leader(&mut self, kind: MessageType, m: &mut Message) -> Result<()> {
         match kind {
             MessageType::MsgBeat => {
                 self.bcast_heartbeat();
@@ -302,20 +321,29 @@ impl<S: Storage> Raft<S> {
                 return self.append_proposals(&mut m.entries);
             }
             MessageType::MsgReadIndex => {
-                self.leader_read_index(m);
+                self.leader_read_index(std::mem::take(m));
                 return Ok(());
             }
             _ => {}
         }
         if self.tracker.progress.get(m.from).is_none() {
-            debug!(id = self.id, from = m.from, kind = kind.short_name(), "no progress for sender");
+            debug!(
+                id = self.id,
+                from = m.from,
+                kind = kind.short_name(),
+                "no progress for sender"
+            );
             return Ok(());
         }
         match kind {
-            MessageType::MsgAppResp => self.handle_append_response(&m),
-            MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(&m),
+            MessageType::MsgAppResp => self.handle_append_response(m),
+            MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(m),
             MessageType::MsgSnapStatus => {
-                let pr = self.tracker.progress.get_mut(m.from).expect("checked above");
+                let pr = self
+                    .tracker
+                    .progress
+                    .get_mut(m.from)
+                    .expect("checked above");
                 if pr.state == ProgressState::Snapshot {
                     if m.reject {
                         pr.pending_snapshot = 0;
@@ -324,11 +352,20 @@ impl<S: Storage> Raft<S> {
                     // Wait for the follower's answer (or a heartbeat) before
                     // the next probe.
                     pr.probe_sent = true;
-                    debug!(id = self.id, to = m.from, failed = m.reject, "snapshot status reported");
+                    debug!(
+                        id = self.id,
+                        to = m.from,
+                        failed = m.reject,
+                        "snapshot status reported"
+                    );
                 }
             }
             MessageType::MsgUnreachable => {
-                let pr = self.tracker.progress.get_mut(m.from).expect("checked above");
+                let pr = self
+                    .tracker
+                    .progress
+                    .get_mut(m.from)
+                    .expect("checked above");
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
                 }
@@ -340,7 +377,22 @@ impl<S: Storage> Raft<S> {
 
     fn handle_append_response(&mut self, m: &Message) {
         let from = m.from;
-        let pr = self.tracker.progress.get_mut(from).expect("checked by caller");
+        if !m.reject && m.index > self.log.last_index() {
+            // No follower can hold more than we appended in our term: a
+            // confused or forged acknowledgement must not count to commit.
+            warn!(
+                id = self.id,
+                from,
+                index = m.index,
+                "acknowledgement beyond the last index ignored"
+            );
+            return;
+        }
+        let pr = self
+            .tracker
+            .progress
+            .get_mut(from)
+            .expect("checked by caller");
         pr.recent_active = true;
         if m.reject {
             // The follower's hint (its last index, or with a term the last
@@ -350,7 +402,11 @@ impl<S: Storage> Raft<S> {
             if m.log_term > 0 {
                 next_probe = self.log.find_conflict_by_term(m.reject_hint, m.log_term).0;
             }
-            let pr = self.tracker.progress.get_mut(from).expect("checked by caller");
+            let pr = self
+                .tracker
+                .progress
+                .get_mut(from)
+                .expect("checked by caller");
             if pr.maybe_decr_to(m.index, next_probe) {
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
@@ -384,7 +440,11 @@ impl<S: Storage> Raft<S> {
 
     fn handle_heartbeat_response(&mut self, m: &Message) {
         let last = self.log.last_index();
-        let pr = self.tracker.progress.get_mut(m.from).expect("checked by caller");
+        let pr = self
+            .tracker
+            .progress
+            .get_mut(m.from)
+            .expect("checked by caller");
         pr.recent_active = true;
         pr.probe_sent = false;
         if pr.state == ProgressState::Replicate && pr.inflights.full() {
@@ -393,7 +453,9 @@ impl<S: Storage> Raft<S> {
             pr.inflights.free_first_one();
         }
         if pr.matched < last || pr.state == ProgressState::Probe {
-            self.maybe_send_append(m.from, false);
+            // Even with nothing new to send: appends (or their answers) may
+            // have been lost, and only an answered append tells us.
+            self.maybe_send_append(m.from, true);
         }
         self.leader_read_ack(m);
     }

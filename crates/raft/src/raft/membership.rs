@@ -1,9 +1,10 @@
 //! Switching to a new membership once a configuration change is applied.
 
 use super::{Raft, StateRole};
-use crate::confchange::{ConfChangeError, Changer};
+use crate::confchange::{Changer, ConfChangeError};
 use crate::proto::{ConfChangeV2, ConfState};
 use crate::storage::Storage;
+use crate::tracker::{ProgressMap, TrackerConfig};
 use tracing::info;
 
 impl<S: Storage> Raft<S> {
@@ -11,9 +12,7 @@ impl<S: Storage> Raft<S> {
     /// now in force (to be saved by the application with its state).
     pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState, ConfChangeError> {
         let (cfg, prs) = Changer::new(&self.tracker, self.log.last_index()).apply(cc)?;
-        self.tracker.config = cfg;
-        self.tracker.progress = prs;
-        self.is_learner = self.tracker.progress.get(self.id).is_some_and(|p| p.is_learner);
+        self.switch_to_config(cfg, prs);
         let cs = self.tracker.conf_state();
         info!(id = self.id, voters = ?cs.voters, learners = ?cs.learners, outgoing = ?cs.voters_outgoing, "applied configuration");
         if self.state == StateRole::Leader {
@@ -23,5 +22,16 @@ impl<S: Storage> Raft<S> {
             }
         }
         Ok(cs)
+    }
+
+    /// Puts a membership and its progress in force.
+    pub(crate) fn switch_to_config(&mut self, config: TrackerConfig, progress: ProgressMap) {
+        self.tracker.config = config;
+        self.tracker.progress = progress;
+        self.is_learner = self
+            .tracker
+            .progress
+            .get(self.id)
+            .is_some_and(|p| p.is_learner);
     }
 }

@@ -12,8 +12,8 @@ mod leader;
 mod membership;
 mod read;
 
-use crate::config::Config;
 use crate::confchange;
+use crate::config::Config;
 use crate::errors::{DropReason, Error, Result, StorageError};
 use crate::log::RaftLog;
 use crate::proto::{HardState, Message, MessageType};
@@ -83,6 +83,9 @@ pub struct Raft<S: Storage> {
     /// Read-index requests that arrived before this leader committed an
     /// entry of its term; answered once it has.
     pending_read_index: Vec<Message>,
+    /// As a follower, the highest index acknowledged to the leader of the
+    /// current term (one leader per term, so reset with the term or role).
+    acked_to_leader: u64,
 
     election_elapsed: usize,
     heartbeat_elapsed: usize,
@@ -114,13 +117,10 @@ impl<S: Storage> Raft<S> {
         config.validate()?;
         let state = storage.initial_state()?;
         let log = RaftLog::new(storage, config.max_committed_size_per_ready)?;
-        let empty = ProgressTracker::new(config.max_inflight_msgs, config.max_inflight_bytes);
+        let tracker = ProgressTracker::new(config.max_inflight_msgs, config.max_inflight_bytes);
         let (tracker_config, progress) =
-            confchange::restore(&empty, log.last_index(), &state.conf_state)
+            confchange::restore(&tracker, log.last_index(), &state.conf_state)
                 .map_err(|e| Error::BadConfChange(e.to_string()))?;
-        let mut tracker = empty;
-        tracker.config = tracker_config;
-        tracker.progress = progress;
         let mut r = Raft {
             id: config.id,
             term: 0,
@@ -136,6 +136,7 @@ impl<S: Storage> Raft<S> {
             read_only: ReadOnly::new(config.read_only_option),
             read_states: Vec::new(),
             pending_read_index: Vec::new(),
+            acked_to_leader: 0,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: config.election_tick,
@@ -151,7 +152,7 @@ impl<S: Storage> Raft<S> {
             msgs_after_append: Vec::new(),
             broadcast_pending: false,
         };
-        r.is_learner = r.tracker.progress.get(r.id).is_some_and(|p| p.is_learner);
+        r.switch_to_config(tracker_config, progress);
         if !state.hard_state.is_empty() {
             r.load_hard_state(state.hard_state)?;
         }
@@ -200,6 +201,7 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Queues `m` for sending, stamping sender and term.
+    #[inline]
     pub(crate) fn send(&mut self, mut m: Message) {
         m.from = self.id;
         let kind = m.kind();
@@ -240,7 +242,8 @@ impl<S: Storage> Raft<S> {
         self.lead_transferee = 0;
         self.tracker.reset_votes();
         let last = self.log.last_index();
-        let (max_inflight, max_bytes) = (self.tracker.max_inflight, self.tracker.max_inflight_bytes);
+        let (max_inflight, max_bytes) =
+            (self.tracker.max_inflight, self.tracker.max_inflight_bytes);
         let id = self.id;
         for (pid, pr) in self.tracker.progress.iter_mut() {
             let is_learner = pr.is_learner;
@@ -254,6 +257,7 @@ impl<S: Storage> Raft<S> {
         self.uncommitted_size = 0;
         self.read_only.clear();
         self.pending_read_index.clear();
+        self.acked_to_leader = 0;
         self.broadcast_pending = false;
     }
 
@@ -287,7 +291,10 @@ impl<S: Storage> Raft<S> {
     /// Whether this node may campaign: it is a voter and not waiting for a
     /// snapshot to be applied.
     pub fn promotable(&self) -> bool {
-        self.tracker.progress.get(self.id).is_some_and(|p| !p.is_learner)
+        self.tracker
+            .progress
+            .get(self.id)
+            .is_some_and(|p| !p.is_learner)
             && self.tracker.is_voter(self.id)
             && !self.log.has_pending_snapshot()
     }
@@ -307,10 +314,22 @@ impl<S: Storage> Raft<S> {
     /// Messages of an older term are answered or dropped by the rules;
     /// messages of a newer term move this node to it first. A proposal that
     /// cannot be accepted returns [`Error::ProposalDropped`].
-    pub fn step(&mut self, m: Message) -> Result<()> {
+    pub fn step(&mut self, mut m: Message) -> Result<()> {
         let Some(kind) = m.kind() else {
             return Err(Error::InvalidMessage("unknown message type"));
         };
+        self.step_kind(kind, &mut m)
+    }
+
+    /// [`Raft::step`] for a message whose kind is known, by reference: the
+    /// hot path moves the message no further than its caller's frame.
+    pub(crate) fn step_kind(&mut self, kind: MessageType, m: &mut Message) -> Result<()> {
+        if m.term == 0 && carries_term(kind) {
+            // Term 0 would read as "no term" and slip past the term rules
+            // below as if it were of the current term: a vote granted and
+            // answered without a term, a stranger taken for the leader.
+            return Err(Error::InvalidMessage("message without a term"));
+        }
         if m.term > self.term {
             if matches!(kind, MessageType::MsgVote | MessageType::MsgPreVote) {
                 let force = m.context.as_ref() == election::CAMPAIGN_TRANSFER;
@@ -320,7 +339,12 @@ impl<S: Storage> Raft<S> {
                 if !force && in_lease {
                     // Leader stickiness: a node that heard from its leader
                     // within the timeout does not help depose it.
-                    debug!(id = self.id, from = m.from, term = m.term, "ignored vote request within lease");
+                    debug!(
+                        id = self.id,
+                        from = m.from,
+                        term = m.term,
+                        "ignored vote request within lease"
+                    );
                     return Ok(());
                 }
             }
@@ -336,7 +360,7 @@ impl<S: Storage> Raft<S> {
                 _ => self.become_follower(m.term, 0),
             }
         } else if m.term < self.term && m.term != 0 {
-            self.step_stale(kind, &m);
+            self.step_stale(kind, m);
             return Ok(());
         }
         match kind {
@@ -349,7 +373,7 @@ impl<S: Storage> Raft<S> {
                 Ok(())
             }
             MessageType::MsgVote | MessageType::MsgPreVote => {
-                self.handle_vote_request(kind, &m);
+                self.handle_vote_request(kind, m);
                 Ok(())
             }
             _ => match self.state {
@@ -364,7 +388,9 @@ impl<S: Storage> Raft<S> {
     /// the newer term, drop everything else.
     fn step_stale(&mut self, kind: MessageType, m: &Message) {
         match kind {
-            MessageType::MsgHeartbeat | MessageType::MsgApp if self.check_quorum || self.pre_vote => {
+            MessageType::MsgHeartbeat | MessageType::MsgApp
+                if self.check_quorum || self.pre_vote =>
+            {
                 // A leader cut off from the cluster learns the new term from
                 // this answer and steps down. Without it, with check-quorum
                 // or pre-vote on, it could keep the others' elections at bay.
@@ -379,7 +405,14 @@ impl<S: Storage> Raft<S> {
                 self.send(resp);
             }
             _ => {
-                debug!(id = self.id, term = self.term, msg_term = m.term, kind = kind.short_name(), from = m.from, "ignored message from an older term");
+                debug!(
+                    id = self.id,
+                    term = self.term,
+                    msg_term = m.term,
+                    kind = kind.short_name(),
+                    from = m.from,
+                    "ignored message from an older term"
+                );
             }
         }
     }
@@ -388,4 +421,22 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn dropped(reason: DropReason) -> Error {
         Error::ProposalDropped(reason)
     }
+}
+
+/// Whether every message of `kind` carries its sender's term (it is a Raft
+/// RPC or its answer, stamped by `send`): one with term 0 is malformed.
+/// Proposals, read requests and local messages travel without a term.
+fn carries_term(kind: MessageType) -> bool {
+    matches!(
+        kind,
+        MessageType::MsgApp
+            | MessageType::MsgAppResp
+            | MessageType::MsgVote
+            | MessageType::MsgVoteResp
+            | MessageType::MsgSnap
+            | MessageType::MsgHeartbeat
+            | MessageType::MsgHeartbeatResp
+            | MessageType::MsgPreVote
+            | MessageType::MsgPreVoteResp
+    )
 }

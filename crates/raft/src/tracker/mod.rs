@@ -43,15 +43,25 @@ pub struct ProgressMap {
 }
 
 impl ProgressMap {
+    /// The position of `id`: a linear scan for the usual handful of peers
+    /// (cheaper than a binary search there), a binary search beyond.
+    fn position(&self, id: u64) -> Option<usize> {
+        if self.peers.len() <= 8 {
+            self.peers.iter().position(|p| p.0 == id)
+        } else {
+            self.peers.binary_search_by_key(&id, |p| p.0).ok()
+        }
+    }
+
     /// The progress of `id`.
     pub fn get(&self, id: u64) -> Option<&Progress> {
-        let i = self.peers.binary_search_by_key(&id, |p| p.0).ok()?;
+        let i = self.position(id)?;
         Some(&self.peers[i].1)
     }
 
     /// The progress of `id`, to change.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Progress> {
-        let i = self.peers.binary_search_by_key(&id, |p| p.0).ok()?;
+        let i = self.position(id)?;
         Some(&mut self.peers[i].1)
     }
 
@@ -151,6 +161,22 @@ impl ProgressTracker {
 
     /// The highest index a quorum of voters has acknowledged.
     pub fn committed(&self) -> u64 {
+        if !self.config.voters.is_joint() && self.progress.len() <= 7 {
+            // Outside joint consensus the voters are exactly the members
+            // that are not learners: read their progress in one pass.
+            let mut acked = [0u64; 7];
+            let mut n = 0;
+            for (_, pr) in self.progress.iter().filter(|(_, p)| !p.is_learner) {
+                acked[n] = pr.matched;
+                n += 1;
+            }
+            debug_assert_eq!(
+                n,
+                self.config.voters.incoming.len(),
+                "voters are the non-learners"
+            );
+            return crate::quorum::quorum_index(&mut acked[..n]);
+        }
         let progress = &self.progress;
         self.config
             .voters

@@ -95,7 +95,7 @@ impl Progress {
             self.matched = index;
             self.probe_sent = false;
         }
-        self.next_idx = self.next_idx.max(index + 1);
+        self.next_idx = self.next_idx.max(index.saturating_add(1));
         updated
     }
 
