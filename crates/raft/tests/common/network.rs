@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 use prost::Message as _;
+use rudder_raft::tracker::Progress;
 use rudder_raft::{
-    Config, ConfChange, ConfChangeV2, ConfState, Entry, EntryType, MemoryStorage, Message,
+    ConfChange, ConfChangeV2, ConfState, Config, Entry, EntryType, MemoryStorage, Message,
     MessageType, RawNode, ReadState, StateRole,
 };
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -61,7 +62,10 @@ impl Network {
                 .map(|&id| {
                     let mut c = test_config(id);
                     f(&mut c);
-                    (c, MemoryStorage::new_with_conf_state(ConfState::with_voters(ids.clone())))
+                    (
+                        c,
+                        MemoryStorage::new_with_conf_state(ConfState::with_voters(ids.clone())),
+                    )
                 })
                 .collect(),
         )
@@ -159,18 +163,26 @@ impl Network {
     /// Runs one node's Ready loop until it has nothing to do: persist,
     /// queue messages, apply, advance.
     pub fn process(&mut self, id: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         while node.raw.has_ready() {
             let mut rd = node.raw.ready();
             let mut out: Vec<Message> = rd.messages.drain(..).collect();
             if let Some(snap) = rd.snapshot.clone() {
-                node.raw.storage_mut().apply_snapshot(snap).expect("snapshot applies");
+                node.raw
+                    .storage_mut()
+                    .apply_snapshot(*snap)
+                    .expect("snapshot applies");
             }
-            node.raw.storage_mut().append(&rd.entries).expect("entries append");
+            node.raw
+                .storage_mut()
+                .append(&rd.entries)
+                .expect("entries append");
             if let Some(hs) = rd.hard_state {
                 node.raw.storage_mut().set_hard_state(hs);
             }
-            out.extend(rd.persisted_messages.drain(..));
+            out.append(&mut rd.persisted_messages);
             if let Some(snap) = &rd.snapshot {
                 node.applied_ids.push((snap.index(), snap.term()));
             }
@@ -184,17 +196,23 @@ impl Network {
                     }
                     EntryType::EntryConfChange => {
                         let cc = ConfChange::decode(e.data.clone()).expect("conf change decodes");
-                        let cs = node.raw.apply_conf_change(&cc.into_v2()).expect("conf change applies");
+                        let cs = node
+                            .raw
+                            .apply_conf_change(&cc.into_v2())
+                            .expect("conf change applies");
                         node.raw.storage_mut().set_conf_state(cs);
                     }
                     EntryType::EntryConfChangeV2 => {
                         let cc = ConfChangeV2::decode(e.data.clone()).expect("conf change decodes");
-                        let cs = node.raw.apply_conf_change(&cc).expect("conf change applies");
+                        let cs = node
+                            .raw
+                            .apply_conf_change(&cc)
+                            .expect("conf change applies");
                         node.raw.storage_mut().set_conf_state(cs);
                     }
                 }
             }
-            node.read_states.extend(rd.read_states.drain(..));
+            node.read_states.append(&mut rd.read_states);
             node.raw.advance(rd);
             self.queue.extend(out);
         }
@@ -233,6 +251,41 @@ impl Network {
         // Errors (e.g. a proposal dropped at a node without a leader) are
         // part of what tests observe through state, not failures here.
         let _ = self.node_mut(to).step(m);
+    }
+
+    /// Delivers everything in flight and everything it causes, except the
+    /// messages `hold` picks out, which are returned undelivered.
+    pub fn deliver_holding(
+        &mut self,
+        mut hold: impl FnMut(&Network, &Message) -> bool,
+    ) -> Vec<Message> {
+        let mut held = Vec::new();
+        loop {
+            let batch = self.take_queue();
+            if batch.is_empty() {
+                return held;
+            }
+            for m in batch {
+                if hold(self, &m) {
+                    held.push(m);
+                } else {
+                    self.deliver(m);
+                }
+            }
+        }
+    }
+
+    /// The leader's view of `peer`'s progress.
+    pub fn progress(&self, leader: u64, peer: u64) -> Progress {
+        self.node(leader)
+            .status()
+            .progress
+            .into_iter()
+            .find(|(id, _)| *id == peer)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| {
+                panic!("node {leader} has no progress for {peer} (is it the leader?)")
+            })
     }
 
     /// Takes the messages in flight out of the network, for tests that
@@ -286,13 +339,18 @@ impl Network {
         let r = self.node(id).raft();
         let mut out = Vec::new();
         let first = r.log.first_index();
-        r.log.slice(first, r.log.last_index() + 1, u64::MAX, &mut out).unwrap();
+        r.log
+            .slice(first, r.log.last_index() + 1, u64::MAX, &mut out)
+            .unwrap();
         out.iter().map(|e| (e.index, e.term)).collect()
     }
 
     /// Messages of `kind` that crossed the wire.
     pub fn sent_of(&self, kind: MessageType) -> Vec<&Message> {
-        self.sent.iter().filter(|m| m.kind() == Some(kind)).collect()
+        self.sent
+            .iter()
+            .filter(|m| m.kind() == Some(kind))
+            .collect()
     }
 }
 
