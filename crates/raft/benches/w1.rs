@@ -15,7 +15,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("w1");
     g.throughput(Throughput::Elements(PROPOSALS as u64));
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(10));
+    g.measurement_time(Duration::from_secs(20));
     let data = payload();
     for (name, run) in [
         ("pipelined", pipelined as Workload),
