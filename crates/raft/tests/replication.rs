@@ -899,6 +899,53 @@ fn figure_8_an_entry_of_the_current_term_commits_the_old_one_for_good() {
 // Flow control
 // ---------------------------------------------------------------------------
 
+/// Flow control by bytes: with `max_inflight_bytes` holding two
+/// one-entry appends, a follower that never answers gets exactly two, while
+/// the other follower keeps the cluster committing.
+#[test]
+fn inflight_bytes_limit_appends_to_a_silent_follower() {
+    // Each proposal of 10 bytes accounts for 26; one entry per message.
+    let per_entry = 10 + rudder_raft::proto::ENTRY_OVERHEAD;
+    let mut net = Network::with_config(3, |c| {
+        c.max_size_per_msg = per_entry;
+        c.max_inflight_bytes = 2 * per_entry;
+    });
+    net.campaign(1);
+    let before = appends_with_entries(&net, 1, 2).len();
+    net.cut_one_way(2, 1);
+    let items: [&'static [u8]; 5] = [
+        b"aaaaaaaaa0",
+        b"aaaaaaaaa1",
+        b"aaaaaaaaa2",
+        b"aaaaaaaaa3",
+        b"aaaaaaaaa4",
+    ];
+    for data in items {
+        net.propose(1, data).unwrap();
+    }
+    assert_eq!(
+        appends_with_entries(&net, 1, 2).len() - before,
+        2,
+        "a byte window of two entries lets two appends through"
+    );
+    assert!(
+        net.progress(1, 2).is_paused(),
+        "the leader waits for node 2"
+    );
+    assert_eq!(
+        net.committed(1),
+        net.last_index(1),
+        "node 3 keeps the cluster committing"
+    );
+    net.recover();
+    net.tick(1, 3);
+    assert_eq!(
+        net.log_ids(2),
+        net.log_ids(1),
+        "node 2 catches up once it answers"
+    );
+}
+
 /// Flow control (etcd's MaxInflightMsgs): in replicate state the leader
 /// keeps at most `max_inflight_msgs` appends unacknowledged per follower.
 /// A follower that never answers gets no more than that; once it answers

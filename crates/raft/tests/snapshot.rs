@@ -9,7 +9,8 @@ use bytes::Bytes;
 use network::*;
 use rudder_raft::tracker::ProgressState;
 use rudder_raft::{
-    ConfState, Message, MessageType, Snapshot, SnapshotMetadata, SnapshotStatus, StateRole,
+    ConfState, Entry, HardState, MemoryStorage, Message, MessageType, RaftState, RawNode, Snapshot,
+    SnapshotMetadata, SnapshotStatus, StateRole, Storage, StorageError,
 };
 
 // ---------------------------------------------------------------------------
@@ -513,5 +514,152 @@ fn a_snapshot_arriving_while_older_entries_are_applied_supersedes_them() {
         net.nodes[&3].applied.last(),
         Some(&Bytes::from_static(b"e")),
         "node 3 applied e"
+    );
+}
+
+/// A storage whose snapshot can be made temporarily unavailable, as a real
+/// one is while it writes a new snapshot.
+struct SnapshotBusyStorage {
+    inner: MemoryStorage,
+    busy: bool,
+}
+
+impl Storage for SnapshotBusyStorage {
+    fn initial_state(&self) -> Result<RaftState, StorageError> {
+        self.inner.initial_state()
+    }
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
+        self.inner.entries(lo, hi, max, out)
+    }
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        self.inner.term(index)
+    }
+    fn first_index(&self) -> Result<u64, StorageError> {
+        self.inner.first_index()
+    }
+    fn last_index(&self) -> Result<u64, StorageError> {
+        self.inner.last_index()
+    }
+    fn snapshot(&self, request_index: u64) -> Result<Snapshot, StorageError> {
+        if self.busy {
+            return Err(StorageError::SnapshotTemporarilyUnavailable);
+        }
+        self.inner.snapshot(request_index)
+    }
+}
+
+/// Storage contract: while the snapshot is temporarily unavailable the
+/// leader sends none (and does not fail); once it is available, the next
+/// heartbeat round sends it and the follower catches up.
+#[test]
+fn a_temporarily_unavailable_snapshot_is_sent_once_available() {
+    let voters = ConfState::with_voters([1, 2]);
+    let mut leader_store = MemoryStorage::new_with_conf_state(voters.clone());
+    leader_store
+        .append(
+            &(1..=10)
+                .map(|i| Entry::new(1, i, Bytes::new()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    leader_store.set_hard_state(HardState {
+        term: 1,
+        vote: 1,
+        commit: 10,
+    });
+    leader_store
+        .create_snapshot(5, Some(voters.clone()), Bytes::from_static(b"state@5"))
+        .unwrap();
+    leader_store.compact(5).unwrap();
+    let mut leader = RawNode::new(
+        &test_config(1),
+        SnapshotBusyStorage {
+            inner: leader_store,
+            busy: true,
+        },
+    )
+    .unwrap();
+    let mut follower =
+        RawNode::new(&test_config(2), MemoryStorage::new_with_conf_state(voters)).unwrap();
+
+    // Drives both nodes until quiet; returns the leader's messages.
+    fn drive(
+        leader: &mut RawNode<SnapshotBusyStorage>,
+        follower: &mut RawNode<MemoryStorage>,
+    ) -> Vec<Message> {
+        let mut from_leader = Vec::new();
+        loop {
+            let mut wire = Vec::new();
+            if leader.has_ready() {
+                let mut rd = leader.ready();
+                let store = &mut leader.storage_mut().inner;
+                store.append(&rd.entries).unwrap();
+                if let Some(hs) = rd.hard_state {
+                    store.set_hard_state(hs);
+                }
+                wire.append(&mut rd.messages);
+                wire.append(&mut rd.persisted_messages);
+                leader.advance(rd);
+            }
+            if follower.has_ready() {
+                let mut rd = follower.ready();
+                if let Some(snap) = rd.snapshot.take() {
+                    follower.storage_mut().apply_snapshot(*snap).unwrap();
+                }
+                follower.storage_mut().append(&rd.entries).unwrap();
+                if let Some(hs) = rd.hard_state {
+                    follower.storage_mut().set_hard_state(hs);
+                }
+                wire.append(&mut rd.messages);
+                wire.append(&mut rd.persisted_messages);
+                follower.advance(rd);
+            }
+            if wire.is_empty() {
+                return from_leader;
+            }
+            for m in wire {
+                if m.to == 1 {
+                    leader.step(m).unwrap();
+                } else {
+                    from_leader.push(m.clone());
+                    follower.step(m).unwrap();
+                }
+            }
+        }
+    }
+
+    leader.campaign();
+    let sent = drive(&mut leader, &mut follower);
+    assert_eq!(leader.raft().state, StateRole::Leader);
+    assert!(
+        !sent.iter().any(|m| m.kind() == Some(MessageType::MsgSnap)),
+        "no snapshot while storage says it is temporarily unavailable"
+    );
+    assert_eq!(
+        follower.raft().log.last_index(),
+        0,
+        "the follower has nothing yet"
+    );
+
+    leader.storage_mut().busy = false;
+    let mut snaps = 0;
+    for _ in 0..5 {
+        leader.tick();
+        snaps += drive(&mut leader, &mut follower)
+            .iter()
+            .filter(|m| m.kind() == Some(MessageType::MsgSnap))
+            .count();
+    }
+    assert_eq!(snaps, 1, "exactly one snapshot once available");
+    assert_eq!(
+        follower.raft().log.last_index(),
+        leader.raft().log.last_index(),
+        "the follower caught up after the snapshot"
     );
 }
