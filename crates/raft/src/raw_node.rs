@@ -68,8 +68,9 @@ pub struct Ready {
 /// What the last `Ready` handed out, for `advance` to acknowledge.
 #[derive(Debug, Default)]
 struct InFlight {
-    /// Index and term of the last entry handed out for persisting.
-    last_entry: Option<(u64, u64)>,
+    /// Index and term of the last entry handed out for persisting, and the
+    /// unstable log's epoch then.
+    last_entry: Option<(u64, u64, u64)>,
     /// Index of the snapshot handed out.
     snapshot_index: Option<u64>,
     /// Last committed index handed out for applying, and their payload
@@ -299,7 +300,8 @@ impl<S: Storage> RawNode<S> {
         self.prev_hard = hard;
 
         rd.entries.extend_from_slice(r.log.unstable.next_entries());
-        self.in_flight.last_entry = rd.entries.last().map(|e| (e.index, e.term));
+        let epoch = r.log.unstable.epoch();
+        self.in_flight.last_entry = rd.entries.last().map(|e| (e.index, e.term, epoch));
         rd.must_sync |= !rd.entries.is_empty();
         rd.snapshot = r.log.unstable.next_snapshot().map(|s| Box::new(s.clone()));
         self.in_flight.snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
@@ -326,7 +328,7 @@ impl<S: Storage> RawNode<S> {
         std::mem::swap(&mut rd.messages, &mut r.msgs);
         std::mem::swap(&mut rd.read_states, &mut r.read_states);
         if r.state == StateRole::Leader {
-            if let Some((index, _)) = self.in_flight.last_entry {
+            if let Some((index, _, _)) = self.in_flight.last_entry {
                 // The leader's own acknowledgement of its append, once
                 // persisted.
                 let mut ack = Message::new(MessageType::MsgAppResp, r.id, r.id);
@@ -359,8 +361,8 @@ impl<S: Storage> RawNode<S> {
         if let Some(index) = self.in_flight.snapshot_index.take() {
             r.log.stable_snap_to(index);
         }
-        if let Some((index, term)) = self.in_flight.last_entry.take() {
-            r.log.stable_to(index, term);
+        if let Some((index, term, epoch)) = self.in_flight.last_entry.take() {
+            r.log.stable_to(index, term, epoch);
         }
         if let Some((index, size)) = self.in_flight.applied.take() {
             r.applied_to(index, size);

@@ -389,9 +389,10 @@ impl<S: Storage> RaftLog<S> {
         Ok(())
     }
 
-    /// Entries up to `(index, term)` are persisted.
-    pub fn stable_to(&mut self, index: u64, term: u64) {
-        self.unstable.stable_to(index, term);
+    /// Entries up to `(index, term)`, handed out in `epoch` (see
+    /// [`Unstable`]), are persisted.
+    pub fn stable_to(&mut self, index: u64, term: u64, epoch: u64) {
+        self.unstable.stable_to(index, term, epoch);
     }
 
     /// The snapshot at `index` is persisted.
@@ -617,7 +618,7 @@ mod tests {
             let mut model: Vec<u64> = Vec::new();
             let mut model_committed = 0u64;
             let mut committed_prefix: Vec<u64> = Vec::new();
-            let mut handed_out: Vec<Vec<Entry>> = Vec::new();
+            let mut handed_out: Vec<(Vec<Entry>, u64)> = Vec::new();
 
             for op in ops {
                 match op {
@@ -656,14 +657,14 @@ mod tests {
                         let batch = l.unstable.next_entries().to_vec();
                         l.unstable.accept_in_progress();
                         if !batch.is_empty() {
-                            handed_out.push(batch);
+                            handed_out.push((batch, l.unstable.epoch()));
                         }
                     }
                     Op::Persist => {
-                        for batch in handed_out.drain(..) {
+                        for (batch, epoch) in handed_out.drain(..) {
                             l.storage.append(&batch).unwrap();
                             let last = batch.last().unwrap();
-                            l.stable_to(last.index, last.term);
+                            l.stable_to(last.index, last.term, epoch);
                         }
                     }
                 }
@@ -689,11 +690,11 @@ mod tests {
             // Once everything is persisted, storage alone holds the log.
             let batch = l.unstable.next_entries().to_vec();
             l.unstable.accept_in_progress();
-            handed_out.push(batch);
-            for batch in handed_out.drain(..) {
+            handed_out.push((batch, l.unstable.epoch()));
+            for (batch, epoch) in handed_out.drain(..) {
                 if let Some(last) = batch.last() {
                     l.storage.append(&batch).unwrap();
-                    l.stable_to(last.index, last.term);
+                    l.stable_to(last.index, last.term, epoch);
                 }
             }
             prop_assert!(l.unstable.entries.is_empty(), "everything was reported stable");

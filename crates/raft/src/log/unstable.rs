@@ -8,6 +8,13 @@ use crate::proto::{Entry, Snapshot};
 /// the entries: `offset == snapshot.index() + 1`. Entries and the snapshot
 /// are handed to the application in a `Ready` (marked "in progress" so they
 /// are not handed out twice) and dropped here once reported stable.
+///
+/// The `epoch` advances whenever entries already handed out are replaced
+/// (a conflicting append, or a snapshot). A stability report carries the
+/// epoch of its hand-out and is ignored if the epoch moved on: otherwise an
+/// older write finishing late could drop a newer entry that only looks the
+/// same (the append/truncate race). The report of a later batch covers the
+/// entries then.
 #[derive(Debug, Default)]
 pub struct Unstable {
     pub(crate) snapshot: Option<Snapshot>,
@@ -17,6 +24,8 @@ pub struct Unstable {
     pub(crate) offset_in_progress: u64,
     /// The snapshot is being persisted already.
     pub(crate) snapshot_in_progress: bool,
+    /// Advances when handed-out entries are replaced; see the type's docs.
+    pub(crate) epoch: u64,
 }
 
 impl Unstable {
@@ -77,10 +86,17 @@ impl Unstable {
         }
     }
 
-    /// Entries up to `index` of `term` are persisted: drop them. A report
-    /// for an entry that was since replaced (its term differs) is ignored.
-    pub fn stable_to(&mut self, index: u64, term: u64) {
-        if self.maybe_term(index) != Some(term) || index < self.offset {
+    /// The epoch to record with a hand-out, for [`Unstable::stable_to`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Entries up to `index` of `term`, handed out in `epoch`, are
+    /// persisted: drop them. A report from before handed-out entries were
+    /// replaced (another epoch), or for an entry since replaced (its term
+    /// differs), is ignored.
+    pub fn stable_to(&mut self, index: u64, term: u64, epoch: u64) {
+        if epoch != self.epoch || self.maybe_term(index) != Some(term) || index < self.offset {
             return;
         }
         let n = (index + 1 - self.offset) as usize;
@@ -99,6 +115,7 @@ impl Unstable {
 
     /// Replaces everything with a snapshot.
     pub fn restore(&mut self, snapshot: Snapshot) {
+        self.epoch += 1;
         self.offset = snapshot.index() + 1;
         self.offset_in_progress = self.offset;
         self.entries.clear();
@@ -113,6 +130,10 @@ impl Unstable {
             return;
         };
         let end = self.offset + self.entries.len() as u64;
+        if first < end && first < self.offset_in_progress {
+            // Entries already handed out are replaced.
+            self.epoch += 1;
+        }
         if first == end {
             // The common case: a direct continuation.
         } else if first <= self.offset {
@@ -172,6 +193,7 @@ mod tests {
         u.truncate_and_append(&ents(5..=8, 1));
         u.accept_in_progress();
         assert!(u.next_entries().is_empty());
+        let handed_out = u.epoch();
         u.truncate_and_append(&ents(7..=9, 2));
         assert_eq!(
             u.next_entries().len(),
@@ -180,10 +202,18 @@ mod tests {
         );
         assert_eq!(u.maybe_term(6), Some(1));
         assert_eq!(u.maybe_term(7), Some(2));
-        // A stale stability report (entry 8 was term 1, now term 2) is ignored.
-        u.stable_to(8, 1);
+        // Reports of the batch handed out before the replacement are ignored,
+        // even for entries that were not replaced.
+        u.stable_to(8, 1, handed_out);
+        u.stable_to(6, 1, handed_out);
         assert_eq!(u.offset, 5);
-        u.stable_to(6, 1);
+        u.accept_in_progress();
+        let epoch = u.epoch();
+        assert_ne!(
+            epoch, handed_out,
+            "replacing handed-out entries starts an epoch"
+        );
+        u.stable_to(6, 1, epoch);
         assert_eq!(u.offset, 7);
         assert_eq!(u.maybe_last_index(), Some(9));
         u.truncate_and_append(&ents(3..=3, 3));
