@@ -87,6 +87,8 @@ pub mod raw_node;
 pub mod read_only;
 pub mod status;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod tracker;
 pub mod util;
 

@@ -605,6 +605,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         /// Random appends from leaders whose logs satisfy Log Matching
         /// (§5.3), interleaved with asynchronous persistence: the log
         /// equals the model after every step, the commit index never

@@ -91,6 +91,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         /// A non-joint configuration behaves exactly like its majority.
         #[test]
         fn non_joint_is_the_majority(

@@ -157,6 +157,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
         /// The committed index is the largest index that at least a
         /// majority of voters has reached, checked against a brute force
         /// definition.
