@@ -7,10 +7,13 @@
 //! joint state is left (thesis §4.3).
 
 use crate::proto::{
-    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType,
 };
 use crate::quorum::MajorityConfig;
 use crate::tracker::{Progress, ProgressMap, ProgressTracker, TrackerConfig};
+use bytes::Bytes;
+use prost::Message as _;
 use thiserror::Error;
 
 /// Why a configuration change cannot be applied.
@@ -40,6 +43,47 @@ pub enum ConfChangeError {
     /// An unknown transition.
     #[error("unknown transition {0}")]
     UnknownTransition(i32),
+}
+
+/// A configuration change of either version, as the application proposes
+/// it: `ConfChange` (one change) or `ConfChangeV2` (several, joint).
+pub trait ConfChangeI {
+    /// The change in the V2 form every rule works on.
+    fn as_v2(&self) -> ConfChangeV2;
+    /// A log entry carrying the change in its own version's encoding.
+    fn to_entry(&self) -> Entry;
+}
+
+impl ConfChangeI for ConfChange {
+    fn as_v2(&self) -> ConfChangeV2 {
+        self.clone().into_v2()
+    }
+    fn to_entry(&self) -> Entry {
+        let mut e = Entry::new(0, 0, Bytes::from(self.encode_to_vec()));
+        e.entry_type = EntryType::EntryConfChange as i32;
+        e
+    }
+}
+
+impl ConfChangeI for ConfChangeV2 {
+    fn as_v2(&self) -> ConfChangeV2 {
+        self.clone()
+    }
+    fn to_entry(&self) -> Entry {
+        let mut e = Entry::new(0, 0, Bytes::from(self.encode_to_vec()));
+        e.entry_type = EntryType::EntryConfChangeV2 as i32;
+        e
+    }
+}
+
+/// The configuration change an entry carries, in the V2 form; `None` for a
+/// normal entry. A payload that does not decode is an error.
+pub fn decode_conf_change(e: &Entry) -> Result<Option<ConfChangeV2>, prost::DecodeError> {
+    match e.kind() {
+        EntryType::EntryNormal => Ok(None),
+        EntryType::EntryConfChange => Ok(Some(ConfChange::decode(e.data.clone())?.into_v2())),
+        EntryType::EntryConfChangeV2 => Ok(Some(ConfChangeV2::decode(e.data.clone())?)),
+    }
 }
 
 /// The membership and progress a change produces.

@@ -58,6 +58,10 @@ pub struct Config {
     pub read_only_option: ReadOnlyOption,
     /// Refuse proposals on followers instead of forwarding them.
     pub disable_proposal_forwarding: bool,
+    /// A leader removed from the configuration, or demoted to learner,
+    /// steps down once the change is applied (otherwise it keeps leading
+    /// a cluster it is not part of until a new election).
+    pub step_down_on_removal: bool,
     /// Seed of the random source that spreads election timeouts; a run with
     /// the same seed and inputs makes the same decisions.
     pub seed: u64,
@@ -66,7 +70,8 @@ pub struct Config {
 impl Config {
     /// A configuration for node `id` with the defaults: election after 10
     /// ticks, heartbeat every tick, 1 MiB messages, 256 messages in flight,
-    /// pre-vote and check-quorum on, safe reads.
+    /// pre-vote and check-quorum on, safe reads, leaders step down when
+    /// removed.
     pub fn new(id: u64) -> Config {
         Config {
             id,
@@ -82,6 +87,7 @@ impl Config {
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
             disable_proposal_forwarding: false,
+            step_down_on_removal: true,
             seed: id,
         }
     }

@@ -110,6 +110,13 @@ pub enum Error {
     /// A step from a peer that is not part of the configuration.
     #[error("step from unknown peer {0}")]
     UnknownPeer(u64),
+    /// A leadership transfer to a node that is not a voter of the cluster.
+    #[error("cannot transfer leadership to {0}: not a voter")]
+    InvalidTransferee(u64),
+    /// `forget_leader` under lease-based reads, whose safety rests on
+    /// followers keeping their leader for the lease.
+    #[error("cannot forget the leader under lease-based reads")]
+    ForgetLeaderUnderLease,
     /// A conf change entry whose payload does not decode.
     #[error("conf change does not decode: {0}")]
     BadConfChange(String),

@@ -80,6 +80,7 @@ pub mod confchange;
 pub mod config;
 pub mod errors;
 pub mod log;
+pub mod outcomes;
 pub mod proto;
 pub mod quorum;
 mod raft;
@@ -92,13 +93,15 @@ mod testing;
 pub mod tracker;
 pub mod util;
 
+pub use confchange::ConfChangeI;
 pub use config::{Config, ReadOnlyOption};
 pub use errors::{ConfigError, DropReason, Error, Result, StorageError};
+pub use outcomes::{Outcome, ProposalOutcome};
 pub use proto::{
     ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
     Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
-pub use raft::{CampaignType, Raft, SoftState, StateRole};
+pub use raft::{CampaignType, Proposed, Raft, SoftState, StateRole};
 pub use raw_node::{RawNode, Ready, SnapshotStatus};
 pub use read_only::ReadState;
 pub use status::{BasicStatus, Status};

@@ -1,12 +1,14 @@
 //! The application's handle on a node: inputs in, `Ready` out.
 
+use crate::confchange::ConfChangeI;
 use crate::config::Config;
 use crate::errors::{Error, Result};
+use crate::outcomes::{ProposalOutcome, ProposalTracker};
 use crate::proto::{
     ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
     MessageType, Snapshot,
 };
-use crate::raft::{Raft, SoftState, StateRole};
+use crate::raft::{Proposed, Raft, SoftState, StateRole};
 use crate::read_only::ReadState;
 use crate::status::{BasicStatus, Status};
 use crate::storage::Storage;
@@ -59,6 +61,8 @@ pub struct Ready {
     /// Messages to send only after `entries`, `hard_state` and `snapshot`
     /// are durable.
     pub persisted_messages: Vec<Message>,
+    /// What became of proposals made on this node as leader.
+    pub proposal_outcomes: Vec<ProposalOutcome>,
     /// Whether the writes must be fsynced before `persisted_messages` are
     /// sent (new entries, or a new term or vote). A commit index alone
     /// may be written lazily: it can be recomputed.
@@ -94,6 +98,8 @@ pub struct RawNode<S: Storage> {
     ready_number: u64,
     /// Buffers of the last `Ready`, reused by the next.
     spare: SpareBuffers,
+    /// Proposals appended here, until their outcome is known.
+    proposals: ProposalTracker,
 }
 
 /// The vectors of a handled `Ready`, emptied, kept for their capacity.
@@ -104,6 +110,7 @@ struct SpareBuffers {
     committed_entries: Vec<Entry>,
     messages: Vec<Message>,
     persisted_messages: Vec<Message>,
+    proposal_outcomes: Vec<ProposalOutcome>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -122,6 +129,7 @@ impl<S: Storage> RawNode<S> {
             in_flight: InFlight::default(),
             ready_number: 0,
             spare: SpareBuffers::default(),
+            proposals: ProposalTracker::default(),
         })
     }
 
@@ -194,12 +202,33 @@ impl<S: Storage> RawNode<S> {
         let _ = self.raft.step(Message::new(MessageType::MsgHup, id, id));
     }
 
-    /// Proposes `data` to be appended to the log. On a follower the
-    /// proposal is forwarded to the leader. An error says why it was
-    /// refused; success means only that it was accepted for now (a leader
-    /// change can still drop it).
-    pub fn propose(&mut self, data: Bytes) -> Result<()> {
-        self.raft.propose_data(data, EntryType::EntryNormal)
+    /// Proposes `data` to be appended to the log. On the leader it is
+    /// appended, and its outcome comes in a later `Ready`'s
+    /// `proposal_outcomes`; on a follower it is forwarded to the leader. An
+    /// error says why it was refused.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
+        let proposed = self.raft.propose_data(data, EntryType::EntryNormal)?;
+        self.track(proposed);
+        Ok(proposed)
+    }
+
+    /// Proposes a configuration change (`ConfChange` or `ConfChangeV2`),
+    /// like [`RawNode::propose`]. The leader refuses one while another is
+    /// not yet applied (`ConfChangePending`) and one that cannot apply to
+    /// the configuration in force (`InvalidConfChange`). Once committed, the
+    /// application applies it with [`RawNode::apply_conf_change`].
+    pub fn propose_conf_change(&mut self, cc: &impl ConfChangeI) -> Result<Proposed> {
+        let e = cc.to_entry();
+        let kind = e.kind();
+        let proposed = self.raft.propose_data(e.data, kind)?;
+        self.track(proposed);
+        Ok(proposed)
+    }
+
+    fn track(&mut self, proposed: Proposed) {
+        if let Proposed::Appended { index, term } = proposed {
+            self.proposals.track(index, term);
+        }
     }
 
     /// Steps a message received from a peer.
@@ -239,6 +268,24 @@ impl<S: Storage> RawNode<S> {
         self.raft
             .apply_conf_change(cc)
             .map_err(|e| Error::BadConfChange(e.to_string()))
+    }
+
+    /// Hands leadership to `transferee`: on the leader the transfer starts
+    /// (proposals are refused until it ends, at most an election timeout);
+    /// on a follower the request is forwarded to the leader. A transfer to
+    /// itself is a no-op; to a learner or a non-member, an error.
+    pub fn transfer_leader(&mut self, transferee: u64) -> Result<()> {
+        let id = self.raft.id;
+        let m = Message::new(MessageType::MsgTransferLeader, transferee, id);
+        self.raft.step(m)
+    }
+
+    /// On a follower, forgets the leader so it can grant pre-votes at once
+    /// (when the application knows the leader is gone). Refused under
+    /// lease-based reads, whose safety rests on followers keeping their
+    /// leader for the lease; leaders and candidates ignore it.
+    pub fn forget_leader(&mut self) -> Result<()> {
+        self.raft.forget_leader()
     }
 
     /// Tells the leader that `id` could not be reached: it stops streaming
@@ -286,6 +333,7 @@ impl<S: Storage> RawNode<S> {
             committed_entries: std::mem::take(&mut spare.committed_entries),
             messages: std::mem::take(&mut spare.messages),
             persisted_messages: std::mem::take(&mut spare.persisted_messages),
+            proposal_outcomes: std::mem::take(&mut spare.proposal_outcomes),
             must_sync: false,
         };
         let r = &mut self.raft;
@@ -349,6 +397,8 @@ impl<S: Storage> RawNode<S> {
             // The usual case: nothing addressed to ourselves.
             std::mem::swap(&mut rd.persisted_messages, &mut r.msgs_after_append);
         }
+        self.proposals
+            .settle(&self.raft, &rd.committed_entries, &mut rd.proposal_outcomes);
         rd
     }
 
@@ -382,6 +432,7 @@ impl<S: Storage> RawNode<S> {
         recycle(rd.committed_entries, &mut spare.committed_entries);
         recycle(rd.messages, &mut spare.messages);
         recycle(rd.persisted_messages, &mut spare.persisted_messages);
+        recycle(rd.proposal_outcomes, &mut spare.proposal_outcomes);
     }
 
     /// The node's identity, state and positions, cheaply.

@@ -30,7 +30,9 @@ pub trait Storage {
 
     /// Appends the entries `lo..hi` to `out`, stopping once their
     /// [`Entry::accounted_size`] total would pass `max_size`; at least one
-    /// entry is appended when `lo < hi`.
+    /// entry is appended when `lo < hi`. `lo < first_index()` is
+    /// [`StorageError::Compacted`]; `hi > last_index() + 1` is
+    /// [`StorageError::Unavailable`] (the core relies on both).
     fn entries(
         &self,
         lo: u64,

@@ -347,6 +347,11 @@ impl<S: Storage> RaftLog<S> {
             out.extend_from_slice(limit_size(self.unstable.slice(lo, hi), max_size));
             return Ok(());
         }
+        if hi <= offset && self.unstable.snapshot.is_none() {
+            // All stable, as committed entries usually are: storage checks
+            // the bounds itself.
+            return self.storage.entries(lo, hi, max_size, out);
+        }
         let first = self.first_index();
         if lo < first {
             return Err(StorageError::Compacted { index: lo, first });

@@ -44,6 +44,14 @@ impl<S: Storage> Raft<S> {
                 m.to = self.lead;
                 self.send(std::mem::take(m));
             }
+            MessageType::MsgTransferLeader => {
+                if self.lead == 0 {
+                    return Err(Self::dropped(DropReason::NoLeader));
+                }
+                m.to = self.lead;
+                self.send(std::mem::take(m));
+            }
+            MessageType::MsgTimeoutNow => self.handle_timeout_now(),
             MessageType::MsgReadIndexResp => {
                 if m.entries.len() != 1 {
                     warn!(

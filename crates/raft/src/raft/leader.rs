@@ -3,9 +3,9 @@
 //! (§5.3, §5.4.2).
 
 use super::{Raft, StateRole};
+use crate::errors::Result;
 use crate::errors::StorageError;
-use crate::errors::{DropReason, Result};
-use crate::proto::{Entry, EntryType, Message, MessageType};
+use crate::proto::{Entry, Message, MessageType};
 use crate::storage::Storage;
 use crate::tracker::ProgressState;
 use bytes::Bytes;
@@ -60,57 +60,8 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(super) fn abort_leader_transfer(&mut self) {
+    pub(crate) fn abort_leader_transfer(&mut self) {
         self.lead_transferee = 0;
-    }
-
-    /// Appends proposals to the leader's log; followers get them with the
-    /// next `Ready`. `entries` get their index and term here.
-    pub(crate) fn append_proposals(&mut self, entries: &mut [Entry]) -> Result<()> {
-        if self.tracker.progress.get(self.id).is_none() {
-            // Removed from the configuration, still leading until it steps
-            // down.
-            return Err(Self::dropped(DropReason::NotMember));
-        }
-        if self.lead_transferee != 0 {
-            return Err(Self::dropped(DropReason::TransferringLeader));
-        }
-        let size: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
-        if self.max_uncommitted_size != 0
-            && self.uncommitted_size > 0
-            && size > 0
-            && self.uncommitted_size + size > self.max_uncommitted_size
-        {
-            return Err(Self::dropped(DropReason::UncommittedSizeLimit));
-        }
-        let mut index = self.log.last_index();
-        for e in entries.iter_mut() {
-            index += 1;
-            e.index = index;
-            e.term = self.term;
-            if e.is_conf_change() && self.pending_conf_index > self.log.applied {
-                return Err(Self::dropped(DropReason::ConfChangePending));
-            }
-        }
-        if let Some(e) = entries.iter().rev().find(|e| e.is_conf_change()) {
-            self.pending_conf_index = e.index;
-        }
-        self.log.append(entries);
-        self.uncommitted_size += size;
-        self.broadcast_pending = true;
-        Ok(())
-    }
-
-    /// Proposes one normal entry carrying `data`.
-    pub(crate) fn propose_data(&mut self, data: Bytes, entry_type: EntryType) -> Result<()> {
-        let mut e = Entry::new(0, 0, data);
-        e.entry_type = entry_type as i32;
-        if self.state == StateRole::Leader {
-            return self.append_proposals(std::slice::from_mut(&mut e));
-        }
-        let mut m = Message::new(MessageType::MsgProp, self.id, 0);
-        m.entries.push(e);
-        self.step(m)
     }
 
     /// Sends what the followers lack, once per follower, for everything
@@ -291,19 +242,6 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// The application applied entries up to `index` carrying `size` bytes
-    /// of payload: the leader's uncommitted quota is released.
-    pub(crate) fn applied_to(&mut self, index: u64, size: u64) {
-        let old = self.log.applied;
-        self.log.applied_to(index);
-        if self.state == StateRole::Leader {
-            self.uncommitted_size = self.uncommitted_size.saturating_sub(size);
-        }
-        if old < self.pending_conf_index && index >= self.pending_conf_index {
-            debug!(id = self.id, index, "pending configuration change applied");
-        }
-    }
-
     pub(super) fn step_leader(&mut self, kind: MessageType, m: &mut Message) -> Result<()> {
         match kind {
             MessageType::MsgBeat => {
@@ -318,12 +256,14 @@ impl<S: Storage> Raft<S> {
                 if m.entries.is_empty() {
                     return Err(crate::Error::InvalidMessage("proposal without entries"));
                 }
-                return self.append_proposals(&mut m.entries);
+                return self.append_proposals(&mut m.entries).map(|_| ());
             }
             MessageType::MsgReadIndex => {
                 self.leader_read_index(std::mem::take(m));
                 return Ok(());
             }
+            // `from` names the transferee, which may be anyone.
+            MessageType::MsgTransferLeader => return self.start_leader_transfer(m.from),
             _ => {}
         }
         if self.tracker.progress.get(m.from).is_none() {
@@ -430,11 +370,14 @@ impl<S: Storage> Raft<S> {
             }
             ProgressState::Replicate => pr.inflights.free_le(m.index),
         }
-        if self.maybe_commit() {
-            return;
-        }
-        if from != self.id {
+        let matched = pr.matched;
+        // A commit is broadcast with the next Ready; otherwise keep this
+        // follower's pipeline full.
+        if !self.maybe_commit() && from != self.id {
             while self.maybe_send_append(from, false) {}
+        }
+        if from == self.lead_transferee {
+            self.maybe_finish_transfer(from, matched);
         }
     }
 

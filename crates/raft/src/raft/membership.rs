@@ -16,6 +16,25 @@ impl<S: Storage> Raft<S> {
         let cs = self.tracker.conf_state();
         info!(id = self.id, voters = ?cs.voters, learners = ?cs.learners, outgoing = ?cs.voters_outgoing, "applied configuration");
         if self.state == StateRole::Leader {
+            if self.step_down_on_removal
+                && (self.is_learner || self.tracker.progress.get(self.id).is_none())
+            {
+                info!(
+                    id = self.id,
+                    term = self.term,
+                    "removed or demoted: stepping down"
+                );
+                self.become_follower(self.term, 0);
+                return Ok(cs);
+            }
+            if self.lead_transferee != 0 && !self.tracker.is_voter(self.lead_transferee) {
+                info!(
+                    id = self.id,
+                    to = self.lead_transferee,
+                    "transferee removed: transfer abandoned"
+                );
+                self.abort_leader_transfer();
+            }
             // A smaller quorum may commit more; new peers need appends.
             if !self.maybe_commit() {
                 self.broadcast_pending = true;

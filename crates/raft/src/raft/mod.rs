@@ -10,7 +10,9 @@ mod election;
 mod follower;
 mod leader;
 mod membership;
+mod proposals;
 mod read;
+mod transfer;
 
 use crate::confchange;
 use crate::config::Config;
@@ -25,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use tracing::debug;
 
 pub use election::CampaignType;
+pub use proposals::Proposed;
 
 /// The role a node plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -97,6 +100,7 @@ pub struct Raft<S: Storage> {
     max_msg_size: u64,
     max_uncommitted_size: u64,
     disable_proposal_forwarding: bool,
+    step_down_on_removal: bool,
     rng: SmallRng,
 
     /// Messages that may be sent at once.
@@ -147,6 +151,7 @@ impl<S: Storage> Raft<S> {
             max_msg_size: config.max_size_per_msg,
             max_uncommitted_size: config.max_uncommitted_entries_size,
             disable_proposal_forwarding: config.disable_proposal_forwarding,
+            step_down_on_removal: config.step_down_on_removal,
             rng: SmallRng::seed_from_u64(config.seed),
             msgs: Vec::new(),
             msgs_after_append: Vec::new(),

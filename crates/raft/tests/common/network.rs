@@ -302,7 +302,11 @@ impl Network {
         self.stabilize();
     }
 
-    pub fn propose(&mut self, id: u64, data: &'static [u8]) -> rudder_raft::Result<()> {
+    pub fn propose(
+        &mut self,
+        id: u64,
+        data: &'static [u8],
+    ) -> rudder_raft::Result<rudder_raft::Proposed> {
         let r = self.node_mut(id).propose(Bytes::from_static(data));
         self.stabilize();
         r

@@ -1,0 +1,121 @@
+//! Following proposals to their outcome, which etcd leaves to timeouts.
+//!
+//! A proposal appended on this node as leader is at `(index, term)`. It is
+//! committed if the entry committed at `index` has `term`; superseded if
+//! another entry takes `index` (a new leader's log won); unknown if the log
+//! moved past `index` through a snapshot before this node saw which entry
+//! was committed there.
+
+use crate::log::RaftLog;
+use crate::proto::Entry;
+use crate::raft::{Raft, StateRole};
+use crate::storage::Storage;
+use std::collections::VecDeque;
+
+/// What became of a proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed: it will be (or was, in this `Ready`) applied.
+    Committed,
+    /// Another entry took its place: it will never be applied.
+    Superseded,
+    /// A snapshot covered its index before its fate was seen here.
+    Unknown,
+}
+
+/// The outcome of the proposal appended at `(index, term)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProposalOutcome {
+    /// The entry's index.
+    pub index: u64,
+    /// The term it was appended in.
+    pub term: u64,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// Proposals appended here whose outcome is not known yet, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct ProposalTracker {
+    pending: VecDeque<(u64, u64)>,
+    /// The term of every pending proposal, if they share one.
+    common_term: Option<u64>,
+}
+
+impl ProposalTracker {
+    /// Follows the proposal appended at `(index, term)`.
+    pub fn track(&mut self, index: u64, term: u64) {
+        self.common_term = match (self.pending.is_empty(), self.common_term) {
+            (true, _) => Some(term),
+            (false, Some(t)) if t == term => Some(t),
+            _ => None,
+        };
+        self.pending.push_back((index, term));
+    }
+
+    /// Settles every proposal whose outcome is now known, given the
+    /// committed entries handed out in this `Ready`, into `out`.
+    pub fn settle<S: Storage>(
+        &mut self,
+        raft: &Raft<S>,
+        committed: &[Entry],
+        out: &mut Vec<ProposalOutcome>,
+    ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let first = committed.first().map_or(u64::MAX, |e| e.index);
+        let by_commit = |(index, term): (u64, u64)| -> Option<Outcome> {
+            let e = committed.get(index.checked_sub(first)? as usize)?;
+            Some(if e.term == term {
+                Outcome::Committed
+            } else {
+                Outcome::Superseded
+            })
+        };
+        let settled = |(index, term), outcome| ProposalOutcome {
+            index,
+            term,
+            outcome,
+        };
+        if raft.state == StateRole::Leader && self.common_term == Some(raft.term) {
+            // Leading in the term of every pending proposal: their entries
+            // cannot be replaced and commit in order, so only the front can
+            // settle, and only by commit.
+            while let Some(&p) = self.pending.front() {
+                let Some(outcome) = by_commit(p) else { break };
+                out.push(settled(p, outcome));
+                self.pending.pop_front();
+            }
+        } else {
+            self.pending.retain(|&p| {
+                match by_commit(p).or_else(|| replaced_or_compacted(&raft.log, p.0, p.1)) {
+                    Some(outcome) => {
+                        out.push(settled(p, outcome));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        if self.pending.is_empty() {
+            self.common_term = None;
+        }
+    }
+}
+
+/// The outcome of `(index, term)` judged from the log alone: superseded if
+/// another entry (or none) now stands at `index` beyond what was applied,
+/// unknown if a snapshot covers `index`, `None` while it is still pending.
+fn replaced_or_compacted<S: Storage>(log: &RaftLog<S>, index: u64, term: u64) -> Option<Outcome> {
+    if index <= log.applied() {
+        // Past it without seeing it committed here: a snapshot jumped over.
+        return Some(Outcome::Unknown);
+    }
+    match log.term(index) {
+        Ok(t) if t == term => None,
+        Ok(_) => Some(Outcome::Superseded),
+        Err(crate::StorageError::Unavailable { .. }) => Some(Outcome::Superseded),
+        Err(_) => Some(Outcome::Unknown),
+    }
+}
