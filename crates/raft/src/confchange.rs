@@ -364,6 +364,8 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     fn tracker_of(cs: &ConfState) -> ProgressTracker {
         let empty = ProgressTracker::new(8, 0);
@@ -454,5 +456,156 @@ mod tests {
             Changer::new(&t, 1).simple(&[single(ConfChangeType::RemoveNode, 1)]),
             Err(ConfChangeError::RemovesAllVoters)
         );
+    }
+
+    /// The members of a tracker as (id, is_learner), ascending.
+    fn members(prs: &ProgressMap) -> Vec<(u64, bool)> {
+        prs.iter().map(|(id, p)| (id, p.is_learner)).collect()
+    }
+
+    /// The invariants every membership keeps: progress exactly for the
+    /// voters of both halves and the learners; learners vote in neither
+    /// half; `learners_next` are outgoing voters leaving the incoming half.
+    fn check_invariants(cfg: &TrackerConfig, prs: &ProgressMap) -> Result<(), String> {
+        let mut want: Vec<u64> = cfg.voters.ids();
+        want.extend(&cfg.learners);
+        want.extend(&cfg.learners_next);
+        want.sort_unstable();
+        want.dedup();
+        let got: Vec<u64> = prs.ids().collect();
+        if got != want {
+            return Err(format!("progress for {got:?}, members {want:?}"));
+        }
+        for &id in &cfg.learners {
+            if cfg.voters.contains(id) || !prs.get(id).unwrap().is_learner {
+                return Err(format!("learner {id} votes or is not marked a learner"));
+            }
+        }
+        for &id in &cfg.learners_next {
+            if !cfg.voters.outgoing.contains(id) || cfg.voters.incoming.contains(id) {
+                return Err(format!("learner-next {id} is not an outgoing-only voter"));
+            }
+        }
+        for id in cfg.voters.ids() {
+            if prs.get(id).unwrap().is_learner {
+                return Err(format!("voter {id} is marked a learner"));
+            }
+        }
+        if !cfg.voters.is_joint() && (!cfg.learners_next.is_empty() || cfg.auto_leave) {
+            return Err("learners_next or auto_leave outside joint consensus".into());
+        }
+        Ok(())
+    }
+
+    fn change_strategy() -> impl Strategy<Value = ConfChangeSingle> {
+        (
+            prop_oneof![
+                Just(ConfChangeType::AddNode),
+                Just(ConfChangeType::RemoveNode),
+                Just(ConfChangeType::AddLearnerNode),
+                Just(ConfChangeType::UpdateNode),
+            ],
+            1u64..=8,
+        )
+            .prop_map(|(kind, id)| single(kind, id))
+    }
+
+    /// A valid `ConfState` over nodes 1..=8: each node is outside the
+    /// cluster, an incoming voter, a learner or (while joint) a voter of
+    /// the outgoing half only, possibly demoted into `learners_next`.
+    /// At least one incoming voter, and one outgoing voter when joint.
+    fn conf_state_strategy() -> impl Strategy<Value = ConfState> {
+        (
+            proptest::collection::vec((0u8..4, any::<bool>()), 8),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_filter_map(
+                "needs voters in every half",
+                |(roles, joint, auto_leave)| {
+                    let mut cs = ConfState::default();
+                    for (i, &(role, outgoing)) in roles.iter().enumerate() {
+                        let id = i as u64 + 1;
+                        let outgoing = joint && outgoing;
+                        match role {
+                            0 => {}
+                            1 => cs.voters.push(id),
+                            // A learner never votes in the outgoing half.
+                            2 if !outgoing => cs.learners.push(id),
+                            2 => cs.learners_next.push(id),
+                            _ => {}
+                        }
+                        if outgoing {
+                            cs.voters_outgoing.push(id);
+                        }
+                    }
+                    cs.auto_leave = joint && auto_leave;
+                    let ok = !cs.voters.is_empty() && (!joint || !cs.voters_outgoing.is_empty());
+                    ok.then_some(cs)
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
+
+        /// Thesis §4.3: joint consensus reaches the same new configuration
+        /// as the one-at-a-time changes it replaces. Changes applied one
+        /// by one as simple changes (skipping those refused, such as one
+        /// removing the last voter) and the same accepted changes entered
+        /// as one joint change and then left end with the same voters,
+        /// learners and progress, and every step keeps the invariants.
+        #[test]
+        fn simple_steps_and_one_joint_change_agree(
+            n in 1u64..=5,
+            changes in proptest::collection::vec(change_strategy(), 0..12),
+        ) {
+            let start = tracker_of(&ConfState::with_voters(1..=n));
+            let mut t = start.clone();
+            let mut accepted = Vec::new();
+            for cc in &changes {
+                match Changer::new(&t, 10).simple(std::slice::from_ref(cc)) {
+                    Ok((cfg, prs)) => {
+                        check_invariants(&cfg, &prs).map_err(TestCaseError::fail)?;
+                        t.config = cfg;
+                        t.progress = prs;
+                        accepted.push(*cc);
+                    }
+                    Err(e) => prop_assert_eq!(e, ConfChangeError::RemovesAllVoters),
+                }
+            }
+            let (cfg, prs) = Changer::new(&start, 10)
+                .enter_joint(false, &accepted)
+                .map_err(|e| TestCaseError::fail(format!("entering joint: {e}")))?;
+            check_invariants(&cfg, &prs).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(cfg.voters.outgoing.ids(), start.config.voters.incoming.ids());
+            prop_assert_eq!(cfg.voters.incoming.ids(), t.config.voters.incoming.ids());
+            let mut joint = start.clone();
+            joint.config = cfg;
+            joint.progress = prs;
+            let (cfg, prs) = Changer::new(&joint, 10)
+                .leave_joint()
+                .map_err(|e| TestCaseError::fail(format!("leaving joint: {e}")))?;
+            check_invariants(&cfg, &prs).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(cfg.to_conf_state(), t.config.to_conf_state());
+            prop_assert_eq!(members(&prs), members(&t.progress));
+        }
+
+        /// A membership survives a restart: a `ConfState` (joint or not,
+        /// with learners and learners-next) rebuilt into a tracker gives
+        /// back the same `ConfState`, with progress for exactly its
+        /// members, learners marked as such and demoted outgoing voters
+        /// still voting until the joint state is left.
+        #[test]
+        fn restore_round_trips_any_valid_conf_state(cs in conf_state_strategy()) {
+            let empty = ProgressTracker::new(8, 0);
+            let (cfg, prs) = restore(&empty, 10, &cs)
+                .map_err(|e| TestCaseError::fail(format!("restoring {cs:?}: {e}")))?;
+            check_invariants(&cfg, &prs).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(cfg.to_conf_state(), cs.clone());
+            for &id in &cs.learners_next {
+                prop_assert!(!prs.get(id).unwrap().is_learner, "{} still votes while joint", id);
+            }
+        }
     }
 }

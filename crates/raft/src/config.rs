@@ -58,6 +58,9 @@ pub struct Config {
     pub read_only_option: ReadOnlyOption,
     /// Refuse proposals on followers instead of forwarding them.
     pub disable_proposal_forwarding: bool,
+    /// Hand persistence and apply work to local workers as messages
+    /// instead of through `Ready` and `advance`; see [`crate::storage_writes`].
+    pub async_storage_writes: bool,
     /// A leader removed from the configuration, or demoted to learner,
     /// steps down once the change is applied (otherwise it keeps leading
     /// a cluster it is not part of until a new election).
@@ -88,6 +91,7 @@ impl Config {
             read_only_option: ReadOnlyOption::Safe,
             disable_proposal_forwarding: false,
             step_down_on_removal: true,
+            async_storage_writes: false,
             seed: id,
         }
     }

@@ -88,6 +88,7 @@ pub mod raw_node;
 pub mod read_only;
 pub mod status;
 pub mod storage;
+pub mod storage_writes;
 #[cfg(test)]
 mod testing;
 pub mod tracker;

@@ -2,9 +2,14 @@
 //!
 //! A proposal appended on this node as leader is at `(index, term)`. It is
 //! committed if the entry committed at `index` has `term`; superseded if
-//! another entry takes `index` (a new leader's log won); unknown if the log
+//! the entry committed at `index` has another term; unknown if the log
 //! moved past `index` through a snapshot before this node saw which entry
 //! was committed there.
+//!
+//! Only a committed entry settles a proposal. Seeing this node's own copy
+//! overwritten is not enough: the entry that overwrote it may itself be
+//! overwritten, and a later leader that still holds the proposal can commit
+//! it (§5.4.2, Figure 8) — so the old leader applies it after all.
 
 use crate::log::RaftLog;
 use crate::proto::Entry;
@@ -17,7 +22,7 @@ use std::collections::VecDeque;
 pub enum Outcome {
     /// Committed: it will be (or was, in this `Ready`) applied.
     Committed,
-    /// Another entry took its place: it will never be applied.
+    /// Another entry was committed at its index: it will never be applied.
     Superseded,
     /// A snapshot covered its index before its fate was seen here.
     Unknown,
@@ -89,7 +94,7 @@ impl ProposalTracker {
             }
         } else {
             self.pending.retain(|&p| {
-                match by_commit(p).or_else(|| replaced_or_compacted(&raft.log, p.0, p.1)) {
+                match by_commit(p).or_else(|| covered_by_snapshot(&raft.log, p.0)) {
                     Some(outcome) => {
                         out.push(settled(p, outcome));
                         false
@@ -104,18 +109,17 @@ impl ProposalTracker {
     }
 }
 
-/// The outcome of `(index, term)` judged from the log alone: superseded if
-/// another entry (or none) now stands at `index` beyond what was applied,
-/// unknown if a snapshot covers `index`, `None` while it is still pending.
-fn replaced_or_compacted<S: Storage>(log: &RaftLog<S>, index: u64, term: u64) -> Option<Outcome> {
+/// `Unknown` if the log moved past `index` without handing out its entry
+/// to apply (a snapshot covers it); `None` while the proposal may still be
+/// committed or superseded. Whatever stands at `index` in the log now is
+/// not final until committed, so it decides nothing.
+fn covered_by_snapshot<S: Storage>(log: &RaftLog<S>, index: u64) -> Option<Outcome> {
     if index <= log.applied() {
         // Past it without seeing it committed here: a snapshot jumped over.
         return Some(Outcome::Unknown);
     }
     match log.term(index) {
-        Ok(t) if t == term => None,
-        Ok(_) => Some(Outcome::Superseded),
-        Err(crate::StorageError::Unavailable { .. }) => Some(Outcome::Superseded),
-        Err(_) => Some(Outcome::Unknown),
+        Err(crate::StorageError::Compacted { .. }) => Some(Outcome::Unknown),
+        _ => None,
     }
 }

@@ -12,6 +12,7 @@ use crate::raft::{Proposed, Raft, SoftState, StateRole};
 use crate::read_only::ReadState;
 use crate::status::{BasicStatus, Status};
 use crate::storage::Storage;
+use crate::storage_writes::{self, AsyncWrites, Handout, LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -69,19 +70,6 @@ pub struct Ready {
     pub must_sync: bool,
 }
 
-/// What the last `Ready` handed out, for `advance` to acknowledge.
-#[derive(Debug, Default)]
-struct InFlight {
-    /// Index and term of the last entry handed out for persisting, and the
-    /// unstable log's epoch then.
-    last_entry: Option<(u64, u64, u64)>,
-    /// Index of the snapshot handed out.
-    snapshot_index: Option<u64>,
-    /// Last committed index handed out for applying, and their payload
-    /// bytes.
-    applied: Option<(u64, u64)>,
-}
-
 /// A node driven by the application: feed it ticks, messages and
 /// proposals, take a [`Ready`], handle it, [`advance`](RawNode::advance).
 ///
@@ -94,7 +82,10 @@ pub struct RawNode<S: Storage> {
     /// Messages to ourselves (acknowledgements of our own writes), stepped
     /// in `advance`.
     steps_on_advance: Vec<Message>,
-    in_flight: InFlight,
+    /// What the last `Ready` handed out, for `advance` to acknowledge.
+    in_flight: Handout,
+    /// With asynchronous storage writes, the writes under way.
+    async_writes: Option<AsyncWrites>,
     ready_number: u64,
     /// Buffers of the last `Ready`, reused by the next.
     spare: SpareBuffers,
@@ -126,7 +117,8 @@ impl<S: Storage> RawNode<S> {
             prev_soft,
             prev_hard,
             steps_on_advance: Vec::new(),
-            in_flight: InFlight::default(),
+            in_flight: Handout::default(),
+            async_writes: config.async_storage_writes.then(AsyncWrites::default),
             ready_number: 0,
             spare: SpareBuffers::default(),
             proposals: ProposalTracker::default(),
@@ -240,9 +232,7 @@ impl<S: Storage> RawNode<S> {
             return Err(Error::InvalidMessage("unknown message type"));
         };
         if kind.is_local() {
-            return Err(Error::InvalidMessage(
-                "local message type received from the network",
-            ));
+            return self.step_local(kind, &m);
         }
         if kind.is_response() && self.raft.tracker.progress.get(m.from).is_none() {
             return Err(Error::UnknownPeer(m.from));
@@ -251,6 +241,28 @@ impl<S: Storage> RawNode<S> {
             return Err(Error::InvalidMessage("message without a sender"));
         }
         self.raft.step_kind(kind, &mut m)
+    }
+
+    /// The local messages a node accepts: its storage workers' reports.
+    /// Every other local type is refused (it must not come from the
+    /// network).
+    fn step_local(&mut self, kind: MessageType, m: &Message) -> Result<()> {
+        let writes = self.async_writes.as_mut();
+        match (kind, m.from, writes) {
+            (MessageType::MsgStorageAppendResp, LOCAL_APPEND_THREAD, Some(w)) => {
+                let done = w.append_done(m)?;
+                storage_writes::persisted(&mut self.raft.log, done);
+                Ok(())
+            }
+            (MessageType::MsgStorageApplyResp, LOCAL_APPLY_THREAD, Some(w)) => {
+                let (index, size) = w.apply_done(m)?;
+                self.raft.applied_to(index, size);
+                Ok(())
+            }
+            _ => Err(Error::InvalidMessage(
+                "local message type received from the network",
+            )),
+        }
     }
 
     /// Asks for a read index: once confirmed, a [`ReadState`] with
@@ -314,7 +326,8 @@ impl<S: Storage> RawNode<S> {
             || !r.msgs_after_append.is_empty()
             || !r.read_states.is_empty()
             || (r.broadcast_pending && r.state == StateRole::Leader)
-            || r.log.has_next_committed_entries(true)
+            || r.log
+                .has_next_committed_entries(self.async_writes.is_none())
     }
 
     /// Everything to persist, send and apply since the last `Ready`. Call
@@ -349,19 +362,26 @@ impl<S: Storage> RawNode<S> {
 
         rd.entries.extend_from_slice(r.log.unstable.next_entries());
         let epoch = r.log.unstable.epoch();
-        self.in_flight.last_entry = rd.entries.last().map(|e| (e.index, e.term, epoch));
+        let mut handout = Handout {
+            last_entry: rd.entries.last().map(|e| (e.index, e.term, epoch)),
+            ..Handout::default()
+        };
         rd.must_sync |= !rd.entries.is_empty();
         rd.snapshot = r.log.unstable.next_snapshot().map(|s| Box::new(s.clone()));
-        self.in_flight.snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
+        handout.snapshot_index = rd.snapshot.as_ref().map(|s| s.index());
         r.log.unstable.accept_in_progress();
 
+        // Synchronously, entries persisted in this Ready may be applied
+        // after it; asynchronously, only entries already persisted (the
+        // same rule as in `has_ready`).
+        let allow_unstable = self.async_writes.is_none();
         if let Err(e) = r
             .log
-            .next_committed_entries(true, &mut rd.committed_entries)
+            .next_committed_entries(allow_unstable, &mut rd.committed_entries)
         {
             panic!("log invariant broken: committed entries unreadable: {e}");
         }
-        self.in_flight.applied = rd.committed_entries.last().map(|e| {
+        handout.applied = rd.committed_entries.last().map(|e| {
             let size = rd
                 .committed_entries
                 .iter()
@@ -369,14 +389,14 @@ impl<S: Storage> RawNode<S> {
                 .sum();
             (e.index, size)
         });
-        if let Some((index, _)) = self.in_flight.applied {
+        if let Some((index, _)) = handout.applied {
             r.log.applying = index;
         }
 
         std::mem::swap(&mut rd.messages, &mut r.msgs);
         std::mem::swap(&mut rd.read_states, &mut r.read_states);
         if r.state == StateRole::Leader {
-            if let Some((index, _, _)) = self.in_flight.last_entry {
+            if let Some((index, _, _)) = handout.last_entry {
                 // The leader's own acknowledgement of its append, once
                 // persisted.
                 let mut ack = Message::new(MessageType::MsgAppResp, r.id, r.id);
@@ -399,6 +419,13 @@ impl<S: Storage> RawNode<S> {
         }
         self.proposals
             .settle(&self.raft, &rd.committed_entries, &mut rd.proposal_outcomes);
+        match &mut self.async_writes {
+            Some(writes) => {
+                let own_steps = std::mem::take(&mut self.steps_on_advance);
+                writes.hand_out(self.raft.id, &mut rd, handout, own_steps);
+            }
+            None => self.in_flight = handout,
+        }
         rd
     }
 
@@ -408,13 +435,9 @@ impl<S: Storage> RawNode<S> {
     /// election.
     pub fn advance(&mut self, rd: Ready) {
         let r = &mut self.raft;
-        if let Some(index) = self.in_flight.snapshot_index.take() {
-            r.log.stable_snap_to(index);
-        }
-        if let Some((index, term, epoch)) = self.in_flight.last_entry.take() {
-            r.log.stable_to(index, term, epoch);
-        }
-        if let Some((index, size)) = self.in_flight.applied.take() {
+        let done = std::mem::take(&mut self.in_flight);
+        storage_writes::persisted(&mut r.log, done);
+        if let Some((index, size)) = done.applied {
             r.applied_to(index, size);
         }
         if !self.steps_on_advance.is_empty() {

@@ -80,8 +80,14 @@ impl MemoryStorage {
     }
 
     /// An empty log whose initial membership is `conf_state`, as if a
-    /// snapshot at index 0 carried it. A convenient way to start a cluster
-    /// whose configuration is known up front.
+    /// snapshot at index 0 carried it: a shortcut for the founding members
+    /// of a cluster whose membership never changes (tests, benchmarks).
+    ///
+    /// A node that joins later cannot learn this membership (an index-0
+    /// snapshot is empty and never sent): for clusters that will change
+    /// membership, start every founding member with
+    /// [`RawNode::bootstrap`](crate::RawNode::bootstrap), which puts the
+    /// membership in the log as etcd does.
     pub fn new_with_conf_state(conf_state: ConfState) -> MemoryStorage {
         let mut s = MemoryStorage::new();
         s.snapshot.metadata = Some(SnapshotMetadata {

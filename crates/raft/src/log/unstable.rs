@@ -38,6 +38,11 @@ impl Unstable {
         }
     }
 
+    /// The entries not yet reported persisted (handed out or not).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// The first index, if a snapshot is pending.
     pub fn maybe_first_index(&self) -> Option<u64> {
         self.snapshot.as_ref().map(|s| s.index() + 1)

@@ -48,8 +48,11 @@ impl<S: Storage> Raft<S> {
                 if self.lead == 0 {
                     return Err(Self::dropped(DropReason::NoLeader));
                 }
+                // Forwarded as is: `from` names the transferee, which
+                // `send` would overwrite with our ID.
                 m.to = self.lead;
-                self.send(std::mem::take(m));
+                m.term = self.term;
+                self.msgs.push(std::mem::take(m));
             }
             MessageType::MsgTimeoutNow => self.handle_timeout_now(),
             MessageType::MsgReadIndexResp => {

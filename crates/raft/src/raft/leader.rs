@@ -61,7 +61,10 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn abort_leader_transfer(&mut self) {
-        self.lead_transferee = 0;
+        if std::mem::take(&mut self.lead_transferee) != 0 {
+            // A leave refused while the transfer ran can go now.
+            self.maybe_auto_leave();
+        }
     }
 
     /// Sends what the followers lack, once per follower, for everything

@@ -130,8 +130,19 @@ impl<S: Storage> Raft<S> {
             return;
         }
         self.uncommitted_size = self.uncommitted_size.saturating_sub(size);
+        self.maybe_auto_leave();
+    }
+
+    /// On a leader in a joint configuration to be left automatically, once
+    /// the change that entered it is applied: propose leaving. Tried after
+    /// every apply and when a transfer (which refuses proposals) ends.
+    pub(crate) fn maybe_auto_leave(&mut self) {
         let cfg = &self.tracker.config;
-        if cfg.auto_leave && cfg.voters.is_joint() && self.log.applied >= self.pending_conf_index {
+        if self.state == StateRole::Leader
+            && cfg.auto_leave
+            && cfg.voters.is_joint()
+            && self.log.applied >= self.pending_conf_index
+        {
             self.propose_leave_joint();
         }
     }

@@ -9,7 +9,7 @@ use prost::Message as _;
 use rudder_raft::tracker::Progress;
 use rudder_raft::{
     ConfChange, ConfChangeV2, ConfState, Config, Entry, EntryType, MemoryStorage, Message,
-    MessageType, RawNode, ReadState, StateRole,
+    MessageType, ProposalOutcome, RawNode, ReadState, StateRole,
 };
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -22,6 +22,8 @@ pub struct TestNode {
     pub applied_ids: Vec<(u64, u64)>,
     /// Read states handed out.
     pub read_states: Vec<ReadState>,
+    /// Proposal outcomes handed out, in the order of the `Ready`s.
+    pub outcomes: Vec<ProposalOutcome>,
     pub config: Config,
 }
 
@@ -98,6 +100,7 @@ impl Network {
                 applied: Vec::new(),
                 applied_ids: Vec::new(),
                 read_states: Vec::new(),
+                outcomes: Vec::new(),
                 config,
             },
         );
@@ -166,7 +169,14 @@ impl Network {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        while node.raw.has_ready() {
+        for round in 0.. {
+            if !node.raw.has_ready() {
+                break;
+            }
+            assert!(
+                round < 1000,
+                "node {id}: has_ready stays true but ready hands out nothing new"
+            );
             let mut rd = node.raw.ready();
             let mut out: Vec<Message> = rd.messages.drain(..).collect();
             if let Some(snap) = rd.snapshot.clone() {
@@ -213,6 +223,7 @@ impl Network {
                 }
             }
             node.read_states.append(&mut rd.read_states);
+            node.outcomes.append(&mut rd.proposal_outcomes);
             node.raw.advance(rd);
             self.queue.extend(out);
         }
