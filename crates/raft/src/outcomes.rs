@@ -60,13 +60,31 @@ impl ProposalTracker {
 
     /// Settles every proposal whose outcome is now known, given the
     /// committed entries handed out in this `Ready`, into `out`.
+    #[inline]
     pub fn settle<S: Storage>(
         &mut self,
         raft: &Raft<S>,
         committed: &[Entry],
         out: &mut Vec<ProposalOutcome>,
     ) {
-        if self.pending.is_empty() {
+        if !self.pending.is_empty() {
+            self.settle_pending(raft, committed, out);
+        }
+    }
+
+    #[inline(never)]
+    fn settle_pending<S: Storage>(
+        &mut self,
+        raft: &Raft<S>,
+        committed: &[Entry],
+        out: &mut Vec<ProposalOutcome>,
+    ) {
+        let Some(&(oldest, _)) = self.pending.front() else {
+            return;
+        };
+        let leading = raft.state == StateRole::Leader && self.common_term == Some(raft.term);
+        if leading && committed.last().is_none_or(|e| e.index < oldest) {
+            // The usual Ready on a leader: nothing it proposed committed yet.
             return;
         }
         let first = committed.first().map_or(u64::MAX, |e| e.index);
@@ -83,7 +101,7 @@ impl ProposalTracker {
             term,
             outcome,
         };
-        if raft.state == StateRole::Leader && self.common_term == Some(raft.term) {
+        if leading {
             // Leading in the term of every pending proposal: their entries
             // cannot be replaced and commit in order, so only the front can
             // settle, and only by commit.

@@ -58,6 +58,7 @@ impl AsyncWrites {
     /// Moves the persistence and apply work of `rd` into messages to the
     /// workers, with `own_steps` (acknowledgements of our own writes) among
     /// the append's responses.
+    #[inline(never)]
     pub fn hand_out(&mut self, id: u64, rd: &mut Ready, handout: Handout, own_steps: Vec<Message>) {
         let persist = !rd.entries.is_empty()
             || rd.hard_state.is_some()
