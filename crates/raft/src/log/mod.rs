@@ -632,14 +632,14 @@ mod tests {
                         let (base_log, _) = &pool[base.index(pool.len())];
                         max_term += 1;
                         let mut log = base_log[..keep.index(base_log.len() + 1)].to_vec();
-                        log.extend(std::iter::repeat(max_term).take(grow));
+                        log.extend(std::iter::repeat_n(max_term, grow));
                         pool.push((log, max_term));
                     }
                     Op::Grow { src, grow } => {
                         let i = src.index(pool.len());
                         let term = pool[i].1;
                         if term > 0 {
-                            pool[i].0.extend(std::iter::repeat(term).take(grow));
+                            pool[i].0.extend(std::iter::repeat_n(term, grow));
                         }
                     }
                     Op::Append { src, prev, n, commit } => {
