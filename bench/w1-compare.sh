@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Workload W1, rudder beside tikv/raft-rs 0.7, in one run: instructions per
 # proposal counted with callgrind (baseline with 0 proposals subtracted),
-# allocations per proposal for rudder (dhat). Usage: bench/w1-compare.sh [N]
+# allocations per proposal for rudder (dhat); rudder's asynchronous-writes
+# modes too (raft-rs has no counterpart). Usage: bench/w1-compare.sh [N]
 # (default 200000). Needs valgrind; takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,11 @@ instructions() {
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
-printf '%-8s %-11s %15s %12s\n' impl mode instr/proposal allocs/prop
-for mode in pipelined sequential; do
-  for impl in rudder raft-rs; do
+printf '%-8s %-17s %15s %12s\n' impl mode instr/proposal allocs/prop
+for mode in pipelined sequential pipelined-async sequential-async; do
+  impls="rudder raft-rs"
+  case "$mode" in *-async) impls=rudder ;; esac
+  for impl in $impls; do
     bin=$rudder; [ "$impl" = raft-rs ] && bin=$raftrs
     base=$(instructions "$bin" "$mode" 0)
     total=$(instructions "$bin" "$mode" "$n")
@@ -31,6 +34,6 @@ for mode in pipelined sequential; do
     if [ "$impl" = rudder ]; then
       a=$("$allocs" "$mode" "$n" | sed -n 's/.*, \([0-9.]*\) allocations\/proposal/\1/p')
     fi
-    printf '%-8s %-11s %15s %12s\n' "$impl" "$mode" "$per" "$a"
+    printf '%-8s %-17s %15s %12s\n' "$impl" "$mode" "$per" "$a"
   done
 done

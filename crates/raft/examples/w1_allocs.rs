@@ -1,7 +1,7 @@
 //! Runs workload W1 once and counts the heap allocations made while the
 //! proposals run (cluster setup excluded), with dhat's allocator.
 //!
-//! Usage: `w1_allocs <pipelined|sequential> <proposals>`.
+//! Usage: `w1_allocs <pipelined|sequential>[-async] <proposals>`.
 
 #[path = "../benches/support/w1_args.rs"]
 mod w1_args;
@@ -15,12 +15,13 @@ use w1_cluster::{payload, Cluster};
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 fn main() {
-    let (mode, run, n) = parse_args("w1_allocs");
+    let args = parse_args("w1_allocs");
+    let (mode, n) = (&args.mode, args.proposals);
     let data = payload();
-    let mut cluster = Cluster::new();
+    let mut cluster = Cluster::new(args.writes);
     let _profiler = dhat::Profiler::builder().testing().build();
     let before = dhat::HeapStats::get();
-    run(&mut cluster, n, &data);
+    (args.run)(&mut cluster, n, &data);
     let allocs = dhat::HeapStats::get().total_blocks - before.total_blocks;
     println!(
         "{mode}: {n} proposals, {allocs} allocations, {:.3} allocations/proposal",

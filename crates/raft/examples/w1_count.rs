@@ -3,7 +3,7 @@
 //! No allocator wrapper: the count is Raft's and the workload's alone
 //! (`w1_allocs` counts allocations).
 //!
-//! Usage: `w1_count <pipelined|sequential> <proposals>`. With 0 proposals
+//! Usage: `w1_count <pipelined|sequential>[-async] <proposals>`. With 0 proposals
 //! it only builds the cluster, which gives the baseline to subtract from a
 //! callgrind total.
 
@@ -16,11 +16,12 @@ use w1_args::parse_args;
 use w1_cluster::{payload, Cluster};
 
 fn main() {
-    let (mode, run, n) = parse_args("w1_count");
+    let args = parse_args("w1_count");
+    let (mode, n) = (&args.mode, args.proposals);
     let data = payload();
-    let mut cluster = Cluster::new();
+    let mut cluster = Cluster::new(args.writes);
     let start = std::time::Instant::now();
-    run(&mut cluster, n, &data);
+    (args.run)(&mut cluster, n, &data);
     let elapsed = start.elapsed();
     println!(
         "{mode}: {n} proposals in {:.3}s, {:.0} proposals/s",

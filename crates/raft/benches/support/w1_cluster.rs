@@ -1,26 +1,41 @@
 //! Workload W1: three voters in one process and one thread, on
 //! `MemoryStorage`, with messages delivered in memory. Shared by the
 //! criterion benchmark (`benches/w1.rs`) and the instruction/allocation
-//! counter (`examples/w1_count.rs`), so both measure the same code.
+//! counters (`examples/w1_count.rs`, `examples/w1_allocs.rs`), so all
+//! measure the same code.
 
 use bytes::Bytes;
-use rudder_raft::{ConfState, Config, MemoryStorage, RawNode, StateRole};
+use rudder_raft::storage_writes::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
+use rudder_raft::{ConfState, Config, HardState, MemoryStorage, Message, RawNode, StateRole};
+
+/// How nodes hand their writes to storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// Through `Ready` and `advance`.
+    Sync,
+    /// As messages to local append and apply workers
+    /// (`Config::async_storage_writes`); here the workers finish at once,
+    /// so what is measured is the cost of the message plumbing.
+    Async,
+}
 
 /// A 3-voter cluster with node 1 as leader.
 pub struct Cluster {
     nodes: Vec<RawNode<MemoryStorage>>,
     /// Highest applied index per node.
     applied: Vec<u64>,
+    writes: Writes,
 }
 
 impl Cluster {
     /// Builds the cluster and elects node 1 (not part of any measurement).
-    pub fn new() -> Cluster {
+    pub fn new(writes: Writes) -> Cluster {
         let voters = ConfState::with_voters([1, 2, 3]);
         let nodes = (1..=3)
             .map(|id| {
                 let mut c = Config::new(id);
                 c.max_inflight_msgs = 256;
+                c.async_storage_writes = writes == Writes::Async;
                 RawNode::new(&c, MemoryStorage::new_with_conf_state(voters.clone()))
                     .expect("valid config")
             })
@@ -28,6 +43,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             applied: vec![0; 3],
+            writes,
         };
         cluster.nodes[0].campaign();
         cluster
@@ -87,6 +103,12 @@ impl Cluster {
             }
             busy = true;
             let mut rd = self.nodes[i].ready();
+            if self.writes == Writes::Async {
+                for m in rd.messages.drain(..) {
+                    self.handle_async(i, m);
+                }
+                continue;
+            }
             let store = self.nodes[i].storage_mut();
             store.append(&rd.entries).expect("append");
             if let Some(hs) = rd.hard_state {
@@ -102,6 +124,43 @@ impl Cluster {
             self.nodes[i].advance(rd);
         }
         busy
+    }
+}
+
+impl Cluster {
+    /// One message of node `i`'s Ready in asynchronous mode: work for a
+    /// local worker (done at once, then its responses delivered) or a
+    /// message for a peer.
+    fn handle_async(&mut self, i: usize, m: Message) {
+        match m.to {
+            LOCAL_APPEND_THREAD => {
+                let store = self.nodes[i].storage_mut();
+                store.append(&m.entries).expect("append");
+                if m.term != 0 {
+                    store.set_hard_state(HardState {
+                        term: m.term,
+                        vote: m.vote,
+                        commit: m.commit,
+                    });
+                }
+                for r in m.responses {
+                    self.handle_async(i, r);
+                }
+            }
+            LOCAL_APPLY_THREAD => {
+                if let Some(last) = m.entries.last() {
+                    self.applied[i] = last.index;
+                }
+                for r in m.responses {
+                    self.handle_async(i, r);
+                }
+            }
+            to => {
+                self.nodes[(to - 1) as usize]
+                    .step(m)
+                    .expect("valid message");
+            }
+        }
     }
 }
 
