@@ -5,7 +5,7 @@
 //! yet persisted live in the core's own unstable log.
 
 use crate::errors::StorageError;
-use crate::proto::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use crate::proto::{ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use bytes::Bytes;
 
 /// The state a node restarts from.
@@ -138,6 +138,20 @@ impl MemoryStorage {
         self.entries
             .truncate((first - self.snapshot_index - 1) as usize);
         self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Does the append worker's job for a `MsgStorageAppend` (asynchronous
+    /// storage writes): saves its snapshot, entries and hard state. The
+    /// caller then delivers the message's responses.
+    pub fn persist_append(&mut self, m: &Message) -> Result<(), StorageError> {
+        if let Some(snap) = &m.snapshot {
+            self.apply_snapshot((**snap).clone())?;
+        }
+        self.append(&m.entries)?;
+        if let Some(hs) = crate::storage_writes::hard_state_of(m) {
+            self.hard_state = hs;
+        }
         Ok(())
     }
 

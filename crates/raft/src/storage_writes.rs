@@ -23,7 +23,7 @@
 
 use crate::errors::{Error, Result};
 use crate::log::RaftLog;
-use crate::proto::{Message, MessageType};
+use crate::proto::{HardState, Message, MessageType};
 use crate::raw_node::Ready;
 use crate::storage::Storage;
 use std::collections::VecDeque;
@@ -136,6 +136,16 @@ impl AsyncWrites {
             )),
         }
     }
+}
+
+/// The hard state a `MsgStorageAppend` asks to persist, if any (it rides
+/// in the message's `term`, `vote` and `commit`, `term` non-zero).
+pub fn hard_state_of(m: &Message) -> Option<HardState> {
+    (m.term != 0).then_some(HardState {
+        term: m.term,
+        vote: m.vote,
+        commit: m.commit,
+    })
 }
 
 /// Marks what an append made durable as stable in the log.

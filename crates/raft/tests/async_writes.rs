@@ -7,8 +7,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rudder_raft::storage_writes::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use rudder_raft::{
-    ConfState, Config, Entry, HardState, MemoryStorage, Message, MessageType, RawNode, StateRole,
-    Storage,
+    ConfState, Config, Entry, MemoryStorage, Message, MessageType, RawNode, StateRole, Storage,
 };
 use std::collections::VecDeque;
 
@@ -95,21 +94,10 @@ impl Cluster {
     /// Finishes `id`'s oldest append: persist, then deliver responses.
     fn finish_append(&mut self, id: u64) -> bool {
         let node = self.node(id);
-        let Some(mut m) = node.appends.pop_front() else {
+        let Some(m) = node.appends.pop_front() else {
             return false;
         };
-        let store = node.raw.storage_mut();
-        if let Some(snap) = m.snapshot.take() {
-            store.apply_snapshot(*snap).unwrap();
-        }
-        store.append(&m.entries).unwrap();
-        if m.term != 0 {
-            store.set_hard_state(HardState {
-                term: m.term,
-                vote: m.vote,
-                commit: m.commit,
-            });
-        }
+        node.raw.storage_mut().persist_append(&m).unwrap();
         self.deliver_responses(id, m.responses);
         true
     }

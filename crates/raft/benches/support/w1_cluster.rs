@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use rudder_raft::storage_writes::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
-use rudder_raft::{ConfState, Config, HardState, MemoryStorage, Message, RawNode, StateRole};
+use rudder_raft::{ConfState, Config, MemoryStorage, Message, RawNode, StateRole};
 
 /// How nodes hand their writes to storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,15 +134,10 @@ impl Cluster {
     fn handle_async(&mut self, i: usize, m: Message) {
         match m.to {
             LOCAL_APPEND_THREAD => {
-                let store = self.nodes[i].storage_mut();
-                store.append(&m.entries).expect("append");
-                if m.term != 0 {
-                    store.set_hard_state(HardState {
-                        term: m.term,
-                        vote: m.vote,
-                        commit: m.commit,
-                    });
-                }
+                self.nodes[i]
+                    .storage_mut()
+                    .persist_append(&m)
+                    .expect("append");
                 for r in m.responses {
                     self.handle_async(i, r);
                 }
