@@ -1236,3 +1236,46 @@ fn a_change_lost_with_its_leader_is_superseded() {
         "unchanged",
     );
 }
+
+/// Figure 2 as refined in etcd: a node does not campaign while a committed
+/// configuration change is not yet applied — it could campaign in a stale
+/// configuration (thesis §4.1). Bootstrap leaves the membership committed
+/// but unapplied until the first Ready is handled.
+#[test]
+fn no_campaign_while_a_committed_conf_change_is_unapplied() {
+    let mut n = RawNode::bootstrap(&test_config(1), MemoryStorage::new(), &[1, 2, 3])
+        .expect("bootstrap an empty storage");
+    n.campaign();
+    for _ in 0..3 * 10 {
+        n.tick();
+    }
+    assert_eq!(
+        n.raft().state,
+        StateRole::Follower,
+        "no campaign, explicit or by timeout, before the membership is applied"
+    );
+    let mut rd = n.ready();
+    assert!(
+        !rd.messages
+            .iter()
+            .any(|m| m.kind() == Some(MessageType::MsgVote)),
+        "no vote requests either"
+    );
+    n.storage_mut().append(&rd.entries).unwrap();
+    if let Some(hs) = rd.hard_state {
+        n.storage_mut().set_hard_state(hs);
+    }
+    for e in rd.committed_entries.drain(..) {
+        let cc = decode_conf_change(&e)
+            .expect("decodes")
+            .expect("bootstrap entries are conf changes");
+        n.apply_conf_change(&cc).unwrap();
+    }
+    n.advance(rd);
+    n.campaign();
+    assert_eq!(
+        n.raft().state,
+        StateRole::Candidate,
+        "once applied, the campaign goes ahead"
+    );
+}
