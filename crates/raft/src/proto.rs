@@ -51,11 +51,13 @@ impl Entry {
     }
 
     /// The entry's type; an unknown value on the wire reads as a normal entry.
+    #[inline]
     pub fn kind(&self) -> EntryType {
         EntryType::try_from(self.entry_type).unwrap_or(EntryType::EntryNormal)
     }
 
     /// Whether the entry carries a configuration change of either version.
+    #[inline]
     pub fn is_conf_change(&self) -> bool {
         matches!(
             self.kind(),
@@ -67,6 +69,7 @@ impl Entry {
     /// `max_inflight_bytes`, `max_committed_size_per_ready`): its payload
     /// plus a fixed overhead for the index, term and type, so that empty
     /// entries are not free.
+    #[inline]
     pub fn accounted_size(&self) -> u64 {
         self.data.len() as u64 + ENTRY_OVERHEAD
     }
@@ -186,6 +189,7 @@ pub enum MessageType {
 impl MessageType {
     /// Whether the message is created by a node for itself and must never be
     /// accepted from the network.
+    #[inline]
     pub fn is_local(self) -> bool {
         matches!(
             self,
@@ -203,6 +207,7 @@ impl MessageType {
     }
 
     /// Whether the message is a response to another message.
+    #[inline]
     pub fn is_response(self) -> bool {
         matches!(
             self,
@@ -321,6 +326,7 @@ impl Message {
     }
 
     /// The message's type; `None` when the wire carried an unknown value.
+    #[inline]
     pub fn kind(&self) -> Option<MessageType> {
         MessageType::try_from(self.msg_type).ok()
     }

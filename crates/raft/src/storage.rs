@@ -118,6 +118,7 @@ impl MemoryStorage {
     /// Appends entries, replacing any conflicting suffix. Entries at or
     /// below the snapshot's index are ignored; entries that would leave a
     /// gap are an error.
+    #[inline]
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let Some(first_new) = entries.first().map(|e| e.index) else {
             return Ok(());
@@ -227,6 +228,7 @@ impl MemoryStorage {
         Ok(())
     }
 
+    #[inline]
     fn last_index_inner(&self) -> u64 {
         self.snapshot_index + self.entries.len() as u64
     }

@@ -4,6 +4,7 @@ use crate::proto::Entry;
 
 /// The longest prefix of `entries` whose accounted size stays within
 /// `max_size`, and at least one entry (so progress is always possible).
+#[inline]
 pub fn limit_size(entries: &[Entry], max_size: u64) -> &[Entry] {
     if max_size == u64::MAX {
         return entries;
@@ -21,6 +22,7 @@ pub fn limit_size(entries: &[Entry], max_size: u64) -> &[Entry] {
 }
 
 /// The accounted size of all of `entries`.
+#[inline]
 pub fn total_size(entries: &[Entry]) -> u64 {
     entries.iter().map(Entry::accounted_size).sum()
 }

@@ -44,11 +44,13 @@ impl Unstable {
     }
 
     /// The first index, if a snapshot is pending.
+    #[inline]
     pub fn maybe_first_index(&self) -> Option<u64> {
         self.snapshot.as_ref().map(|s| s.index() + 1)
     }
 
     /// The last index, if there are entries or a snapshot.
+    #[inline]
     pub fn maybe_last_index(&self) -> Option<u64> {
         match (self.entries.last(), &self.snapshot) {
             (Some(e), _) => Some(e.index),
@@ -58,6 +60,7 @@ impl Unstable {
     }
 
     /// The term of the entry at `index`, if held here.
+    #[inline]
     pub fn maybe_term(&self, index: u64) -> Option<u64> {
         if index < self.offset {
             let s = self.snapshot.as_ref()?;
@@ -69,12 +72,14 @@ impl Unstable {
     }
 
     /// Entries not yet handed out for persisting.
+    #[inline]
     pub fn next_entries(&self) -> &[Entry] {
         let start = (self.offset_in_progress - self.offset) as usize;
         &self.entries[start.min(self.entries.len())..]
     }
 
     /// The snapshot, if not yet handed out for persisting.
+    #[inline]
     pub fn next_snapshot(&self) -> Option<&Snapshot> {
         self.snapshot
             .as_ref()
@@ -82,6 +87,7 @@ impl Unstable {
     }
 
     /// Marks everything held as handed out for persisting.
+    #[inline]
     pub fn accept_in_progress(&mut self) {
         if let Some(e) = self.entries.last() {
             self.offset_in_progress = e.index + 1;
@@ -92,6 +98,7 @@ impl Unstable {
     }
 
     /// The epoch to record with a hand-out, for [`Unstable::stable_to`].
+    #[inline]
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -100,6 +107,7 @@ impl Unstable {
     /// persisted: drop them. A report from before handed-out entries were
     /// replaced (another epoch), or for an entry since replaced (its term
     /// differs), is ignored.
+    #[inline]
     pub fn stable_to(&mut self, index: u64, term: u64, epoch: u64) {
         if epoch != self.epoch || self.maybe_term(index) != Some(term) || index < self.offset {
             return;
@@ -154,6 +162,7 @@ impl Unstable {
     }
 
     /// Appends entries the caller moves in (no clone of the entries).
+    #[inline]
     pub fn truncate_and_append_owned(&mut self, entries: Vec<Entry>) {
         let Some(first) = entries.first().map(|e| e.index) else {
             return;
@@ -172,6 +181,7 @@ impl Unstable {
     }
 
     /// The entries `lo..hi`, all of which must be held here.
+    #[inline]
     pub fn slice(&self, lo: u64, hi: u64) -> &[Entry] {
         assert!(
             lo >= self.offset && hi <= self.offset + self.entries.len() as u64 && lo <= hi,

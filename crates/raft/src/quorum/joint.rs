@@ -23,11 +23,13 @@ impl JointConfig {
     }
 
     /// Whether a joint state is in force.
+    #[inline]
     pub fn is_joint(&self) -> bool {
         !self.outgoing.is_empty()
     }
 
     /// Whether `id` votes in either half.
+    #[inline]
     pub fn contains(&self, id: u64) -> bool {
         self.incoming.contains(id) || self.outgoing.contains(id)
     }

@@ -27,6 +27,7 @@ impl MajorityConfig {
     }
 
     /// Whether `id` is a voter.
+    #[inline]
     pub fn contains(&self, id: u64) -> bool {
         self.voters.binary_search(&id).is_ok()
     }
@@ -104,6 +105,7 @@ impl MajorityConfig {
 
 /// The highest value that a majority of `acked` (one value per voter)
 /// has reached; `acked` is reordered. Empty input gives `u64::MAX`.
+#[inline]
 pub fn quorum_index(acked: &mut [u64]) -> u64 {
     let n = acked.len();
     if n == 0 {

@@ -45,6 +45,7 @@ impl Inflights {
     }
 
     /// Frees every message whose last index is at most `index`.
+    #[inline]
     pub fn free_le(&mut self, index: u64) {
         while let Some(&(i, b)) = self.sent.front() {
             if i > index {
@@ -64,6 +65,7 @@ impl Inflights {
     }
 
     /// Whether no more messages may be sent.
+    #[inline]
     pub fn full(&self) -> bool {
         self.sent.len() >= self.max_count || self.bytes >= self.max_bytes
     }

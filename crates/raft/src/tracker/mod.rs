@@ -45,6 +45,7 @@ pub struct ProgressMap {
 impl ProgressMap {
     /// The position of `id`: a linear scan for the usual handful of peers
     /// (cheaper than a binary search there), a binary search beyond.
+    #[inline]
     fn position(&self, id: u64) -> Option<usize> {
         if self.peers.len() <= 8 {
             self.peers.iter().position(|p| p.0 == id)
@@ -54,12 +55,14 @@ impl ProgressMap {
     }
 
     /// The progress of `id`.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<&Progress> {
         let i = self.position(id)?;
         Some(&self.peers[i].1)
     }
 
     /// The progress of `id`, to change.
+    #[inline]
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Progress> {
         let i = self.position(id)?;
         Some(&mut self.peers[i].1)
@@ -92,11 +95,13 @@ impl ProgressMap {
 
     /// The `i`-th peer's ID in ascending order (`i < len()`); lets callers
     /// walk the peers while changing other state, without collecting IDs.
+    #[inline]
     pub fn id_at(&self, i: usize) -> u64 {
         self.peers[i].0
     }
 
     /// The `i`-th peer in ascending ID order (`i < len()`).
+    #[inline]
     pub fn at(&self, i: usize) -> (u64, &Progress) {
         let (id, pr) = &self.peers[i];
         (*id, pr)
@@ -108,6 +113,7 @@ impl ProgressMap {
     }
 
     /// The number of peers.
+    #[inline]
     pub fn len(&self) -> usize {
         self.peers.len()
     }
@@ -150,6 +156,7 @@ impl ProgressTracker {
     }
 
     /// Whether `id` is a voter (in either half).
+    #[inline]
     pub fn is_voter(&self, id: u64) -> bool {
         self.config.voters.contains(id)
     }
@@ -160,6 +167,7 @@ impl ProgressTracker {
     }
 
     /// The highest index a quorum of voters has acknowledged.
+    #[inline]
     pub fn committed(&self) -> u64 {
         if !self.config.voters.is_joint() && self.progress.len() <= 7 {
             // Outside joint consensus the voters are exactly the members

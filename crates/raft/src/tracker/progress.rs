@@ -89,6 +89,7 @@ impl Progress {
     }
 
     /// The peer acknowledged up to `index`; returns whether that was news.
+    #[inline]
     pub fn maybe_update(&mut self, index: u64) -> bool {
         let updated = index > self.matched;
         if updated {
@@ -101,6 +102,7 @@ impl Progress {
 
     /// Entries up to `last` were sent, `bytes` of them: in replicate state
     /// they join the window, in probe state the probe is out.
+    #[inline]
     pub fn sent_entries(&mut self, last: u64, bytes: u64) {
         match self.state {
             ProgressState::Replicate => {
@@ -136,6 +138,7 @@ impl Progress {
     }
 
     /// Whether sending appends must wait.
+    #[inline]
     pub fn is_paused(&self) -> bool {
         match self.state {
             ProgressState::Probe => self.probe_sent,
