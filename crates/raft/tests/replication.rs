@@ -564,75 +564,34 @@ fn figure_7_leader_repairs_each_follower_log() {
 /// of one term must cost at most two rejections, not fifty.
 #[test]
 fn a_diverging_follower_is_repaired_in_few_round_trips() {
-    fn run(terms: impl Fn(u64) -> u64, n: u64) -> Vec<u64> {
-        (1..=n).map(terms).collect()
+    /// A log given as runs of (count, term), from index 1.
+    fn runs(spec: &[(usize, u64)]) -> Vec<u64> {
+        spec.iter()
+            .flat_map(|&(count, term)| std::iter::repeat_n(term, count))
+            .collect()
     }
     let cases: Vec<(&str, Vec<u64>, Vec<u64>)> = vec![
         (
             "follower holds 50 extra entries of a stale term",
-            run(|i| if i <= 2 { 1 } else { 3 }, 5),
-            run(|i| if i <= 2 { 1 } else { 2 }, 52),
+            runs(&[(2, 1), (3, 3)]),
+            runs(&[(2, 1), (50, 2)]),
         ),
         (
             "follower lags 50 entries behind",
-            run(|i| if i <= 2 { 1 } else { 3 }, 52),
-            run(|_| 1, 2),
+            runs(&[(2, 1), (50, 3)]),
+            runs(&[(2, 1)]),
         ),
         (
             "50 entries of one term on each side, different terms",
-            run(
-                |i| {
-                    if i == 1 {
-                        1
-                    } else if i <= 11 {
-                        2
-                    } else {
-                        4
-                    }
-                },
-                61,
-            ),
-            run(
-                |i| {
-                    if i == 1 {
-                        1
-                    } else if i <= 11 {
-                        2
-                    } else {
-                        3
-                    }
-                },
-                61,
-            ),
+            runs(&[(1, 1), (10, 2), (50, 4)]),
+            runs(&[(1, 1), (10, 2), (50, 3)]),
         ),
         (
             // The follower's run has a higher term than the leader's entries
             // at the same indexes: only the follower can skip it.
             "follower's 50 entries of a term above the leader's at the same indexes",
-            run(
-                |i| {
-                    if i == 1 {
-                        1
-                    } else if i <= 56 {
-                        4
-                    } else {
-                        6
-                    }
-                },
-                57,
-            ),
-            run(
-                |i| {
-                    if i == 1 {
-                        1
-                    } else if i <= 6 {
-                        4
-                    } else {
-                        5
-                    }
-                },
-                56,
-            ),
+            runs(&[(1, 1), (55, 4), (1, 6)]),
+            runs(&[(1, 1), (5, 4), (50, 5)]),
         ),
     ];
     for (name, leader_log, follower_log) in cases {
