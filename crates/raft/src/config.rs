@@ -138,40 +138,6 @@ mod tests {
         assert_eq!(Config::new(1).validate(), Ok(()));
     }
 
-    #[test]
-    fn each_bad_field_has_its_error() {
-        let bad = |f: fn(&mut Config), want: ConfigError| {
-            let mut c = Config::new(1);
-            f(&mut c);
-            assert_eq!(c.validate(), Err(want));
-        };
-        bad(|c| c.id = 0, ConfigError::ZeroId);
-        bad(|c| c.heartbeat_tick = 0, ConfigError::ZeroHeartbeatTick);
-        bad(
-            |c| c.election_tick = 1,
-            ConfigError::ElectionTickTooSmall {
-                election: 1,
-                heartbeat: 1,
-            },
-        );
-        bad(
-            |c| c.election_tick = usize::MAX / 2 + 1,
-            ConfigError::ElectionTickTooLarge(usize::MAX / 2 + 1),
-        );
-        bad(|c| c.max_inflight_msgs = 0, ConfigError::ZeroInflightMsgs);
-        bad(
-            |c| c.max_inflight_bytes = 10,
-            ConfigError::InflightBytesTooSmall {
-                inflight: 10,
-                per_msg: 1024 * 1024,
-            },
-        );
-        bad(
-            |c| {
-                c.read_only_option = ReadOnlyOption::LeaseBased;
-                c.check_quorum = false
-            },
-            ConfigError::LeaseWithoutCheckQuorum,
-        );
-    }
+    // Each bad field and its error: tests/raw_node.rs,
+    // `bad_config_fields_are_errors_from_new`, through the public API.
 }
