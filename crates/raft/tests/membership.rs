@@ -209,10 +209,6 @@ fn conf_changes_after(net: &Network, id: u64, after: u64) -> Vec<(u64, ConfChang
         .collect()
 }
 
-fn payloads(items: &[&'static [u8]]) -> Vec<Bytes> {
-    items.iter().map(|b| Bytes::from_static(b)).collect()
-}
-
 // ---------------------------------------------------------------------------
 // Learners
 // ---------------------------------------------------------------------------
@@ -231,11 +227,7 @@ fn a_learner_receives_and_applies_the_log() {
     );
     assert_eq!(net.log_ids(4), net.log_ids(1), "the learner holds the log");
     assert_eq!(net.committed(4), net.committed(1), "the learner's commit");
-    assert_eq!(
-        net.nodes[&4].applied,
-        payloads(&[b"a", b"b"]),
-        "the learner applied the entries"
-    );
+    net.assert_applied([4], &[b"a", b"b"], "the learner applied the entries");
     let pr = net.progress(1, 4);
     assert!(pr.is_learner, "the leader tracks 4 as a learner");
     assert_eq!(
@@ -941,11 +933,7 @@ fn a_leader_demoted_to_learner_steps_down_at_the_leave() {
     let leader = net.leader().expect("2, 3 and 4 elect a leader");
     assert_ne!(leader, 1);
     net.propose(leader, b"z").unwrap();
-    assert_eq!(
-        net.nodes[&1].applied,
-        payloads(&[b"z"]),
-        "the demoted node still applies the log"
-    );
+    net.assert_applied([1], &[b"z"], "the demoted node still applies the log");
 }
 
 /// §4.3: elections while joint need both majorities too. Joint

@@ -10,10 +10,6 @@ use rudder_raft::{
     ConfState, DropReason, EntryType, Error, MemoryStorage, MessageType, RawNode, StateRole,
 };
 
-fn payloads(items: &[&'static [u8]]) -> Vec<Bytes> {
-    items.iter().map(|b| Bytes::from_static(b)).collect()
-}
-
 /// §5.1 / thesis §6.2: clients may talk to any server; a follower forwards
 /// a proposal to the leader, which appends it, and it commits and is
 /// applied everywhere.
@@ -130,11 +126,7 @@ fn uncommitted_size_limit_refuses_then_releases_on_apply() {
     net.recover();
     net.tick(1, 1);
     assert_eq!(net.committed(1), 3, "the entries commit after healing");
-    assert_eq!(
-        net.nodes[&1].applied,
-        payloads(&[b"aaaa", b"bbbb"]),
-        "and are applied"
-    );
+    net.assert_applied([1], &[b"aaaa", b"bbbb"], "and are applied");
     assert_eq!(
         net.node(1).raft().uncommitted_size,
         0,
@@ -143,13 +135,7 @@ fn uncommitted_size_limit_refuses_then_releases_on_apply() {
     net.propose(1, b"cccc")
         .expect("accepted again once the quota is released");
     net.propose(1, b"dddd").expect("and again");
-    for id in 1..=3 {
-        assert_eq!(
-            net.nodes[&id].applied,
-            payloads(&[b"aaaa", b"bbbb", b"cccc", b"dddd"]),
-            "node {id}"
-        );
-    }
+    net.assert_applied(1..=3, &[b"aaaa", b"bbbb", b"cccc", b"dddd"], "as proposed");
 }
 
 /// `max_uncommitted_entries_size`: the quota is released when entries are

@@ -40,7 +40,7 @@ fn heal_and_expect_x_everywhere(net: &mut Network, index: u64) {
         );
         assert_eq!(
             net.nodes[&id].applied,
-            bytes_of(&[b"x"]),
+            payloads(&[b"x"]),
             "node {id} applied x after healing"
         );
     }
@@ -52,10 +52,6 @@ fn rejections_from(net: &Network, from: u64) -> usize {
         .iter()
         .filter(|m| m.from == from && m.reject)
         .count()
-}
-
-fn bytes_of(items: &[&'static [u8]]) -> Vec<Bytes> {
-    items.iter().map(|b| Bytes::from_static(b)).collect()
 }
 
 /// The test config's node with an explicit log (terms at indexes 1, 2, ...)
@@ -148,7 +144,7 @@ fn every_node_applies_the_same_entries_when_all_are_up() {
             .expect("leader accepts proposals");
     }
     net.stabilize();
-    let want = bytes_of(&[b"a", b"b", b"c", b"d", b"e"]);
+    let want = payloads(&[b"a", b"b", b"c", b"d", b"e"]);
     let last = net.last_index(1);
     assert_eq!(
         last, 6,
@@ -184,8 +180,8 @@ fn leader_commits_with_one_follower_down() {
         "leader + node 2 are a majority"
     );
     assert_eq!(net.committed(2), before + 1, "node 2 learns the commit");
-    assert_eq!(net.nodes[&1].applied, bytes_of(&[b"x"]), "leader applied x");
-    assert_eq!(net.nodes[&2].applied, bytes_of(&[b"x"]), "node 2 applied x");
+    assert_eq!(net.nodes[&1].applied, payloads(&[b"x"]), "leader applied x");
+    assert_eq!(net.nodes[&2].applied, payloads(&[b"x"]), "node 2 applied x");
     assert!(
         net.nodes[&3].applied.is_empty(),
         "isolated node 3 applied nothing"
@@ -263,13 +259,7 @@ fn the_leaders_own_copy_counts_only_once_persisted() {
 
     net.queue.extend(rest);
     net.stabilize();
-    for id in 1..=3 {
-        assert_eq!(
-            net.nodes[&id].applied,
-            bytes_of(&[b"x"]),
-            "node {id} applied x"
-        );
-    }
+    net.assert_applied(1..=3, &[b"x"], "x, everywhere");
 }
 
 /// §5.3: "If followers crash or run slowly, or if network packets are lost,
@@ -289,11 +279,7 @@ fn leader_retries_until_a_lagging_follower_stores_every_entry() {
     net.tick(1, 3);
     assert_eq!(net.log_ids(3), net.log_ids(1), "node 3's log after healing");
     assert_eq!(net.committed(3), net.committed(1), "node 3's commit index");
-    assert_eq!(
-        net.nodes[&3].applied,
-        bytes_of(&[b"x", b"y"]),
-        "node 3 applied what it missed"
-    );
+    net.assert_applied([3], &[b"x", b"y"], "node 3 applied what it missed");
 }
 
 /// §5.3: the leader retries "until all followers eventually store all log
@@ -404,7 +390,7 @@ fn followers_logs_equal_the_leaders_after_a_leader_change() {
         );
         assert_eq!(
             net.nodes[&id].applied,
-            bytes_of(&[b"a", b"b", b"c"]),
+            payloads(&[b"a", b"b", b"c"]),
             "node {id} applied"
         );
     }
@@ -1025,13 +1011,7 @@ fn max_size_per_msg_zero_sends_one_entry_per_append() {
         apps.iter().all(|m| m.entries.len() == 1),
         "one entry per append"
     );
-    for id in 1..=3 {
-        assert_eq!(
-            net.nodes[&id].applied,
-            bytes_of(&[b"a", b"b", b"c", b"d"]),
-            "node {id} applied"
-        );
-    }
+    net.assert_applied(1..=3, &[b"a", b"b", b"c", b"d"], "every proposal, in order");
 }
 
 /// Flow control must not stall commitment (§5.3: followers learn the

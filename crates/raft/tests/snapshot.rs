@@ -396,7 +396,7 @@ fn a_snapshot_of_a_prefix_of_the_log_keeps_the_entries_after_it() {
     );
     assert_eq!(
         net.nodes[&2].applied,
-        vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        payloads(&[b"a", b"b"]),
         "node 2 applies its own entries up to the snapshot"
     );
     let resp: Vec<&Message> = out

@@ -177,12 +177,7 @@ fn transfer_to_lagging_follower_catches_it_up_first() {
     assert_led_by(&net, 3, 2);
     assert_eq!(
         net.nodes[&3].applied,
-        vec![
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"b"),
-            Bytes::from_static(b"c"),
-            Bytes::from_static(b"d"),
-        ],
+        payloads(&[b"a", b"b", b"c", b"d"]),
         "the new leader holds and applies every committed entry"
     );
 }

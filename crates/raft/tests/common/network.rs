@@ -360,6 +360,22 @@ impl Network {
         out.iter().map(|e| (e.index, e.term)).collect()
     }
 
+    /// Asserts that each of `ids` applied exactly `want`, in order.
+    pub fn assert_applied(
+        &self,
+        ids: impl IntoIterator<Item = u64>,
+        want: &[&'static [u8]],
+        context: &str,
+    ) {
+        let want = payloads(want);
+        for id in ids {
+            assert_eq!(
+                self.nodes[&id].applied, want,
+                "node {id} applied ({context})"
+            );
+        }
+    }
+
     /// Messages of `kind` that crossed the wire.
     pub fn sent_of(&self, kind: MessageType) -> Vec<&Message> {
         self.sent
@@ -367,6 +383,11 @@ impl Network {
             .filter(|m| m.kind() == Some(kind))
             .collect()
     }
+}
+
+/// Payloads as the cluster records them, from byte-string literals.
+pub fn payloads(items: &[&'static [u8]]) -> Vec<Bytes> {
+    items.iter().map(|b| Bytes::from_static(b)).collect()
 }
 
 /// Entries with the given terms at indexes 1, 2, ...
