@@ -132,16 +132,17 @@ async fn concurrent_proposals_from_many_tasks_are_applied_exactly_once() {
     }
     // The leader settled every proposal appended on it, as committed.
     let outcomes = c.view(1).outcomes;
-    let committed: BTreeSet<(u64, u64)> = outcomes
-        .iter()
-        .filter(|o| o.outcome == Outcome::Committed)
-        .map(|o| (o.index, o.term))
-        .collect();
-    assert_eq!(
-        outcomes.len(),
-        committed.len(),
+    assert!(
+        outcomes.iter().all(|o| o.outcome == Outcome::Committed),
         "only commits: {outcomes:?}"
     );
+    let committed: Vec<(u64, u64)> = outcomes
+        .iter()
+        .flat_map(|o| o.indexes().map(move |i| (i, o.term)))
+        .collect();
+    let once: BTreeSet<(u64, u64)> = committed.iter().copied().collect();
+    assert_eq!(committed.len(), once.len(), "each settled once: {outcomes:?}");
+    let committed = once;
     assert_eq!(committed, appended);
     c.stop().await;
 }

@@ -1173,7 +1173,8 @@ fn the_proposer_learns_its_change_committed() {
         "after both",
     );
     let committed = |index| ProposalOutcome {
-        index,
+        first_index: index,
+        last_index: index,
         term,
         outcome: Outcome::Committed,
     };
@@ -1212,7 +1213,8 @@ fn a_change_lost_with_its_leader_is_superseded() {
     assert_eq!(
         net.nodes[&1].outcomes,
         vec![ProposalOutcome {
-            index,
+            first_index: index,
+            last_index: index,
             term,
             outcome: Outcome::Superseded
         }]

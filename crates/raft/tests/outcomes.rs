@@ -8,14 +8,20 @@ mod network;
 
 use bytes::Bytes;
 use network::*;
-use rudder_raft::{DropReason, Error, Outcome, ProposalOutcome, Proposed, StateRole};
+use rudder_raft::{DropReason, Error, MessageType, Outcome, ProposalOutcome, Proposed, StateRole};
 
 const ELECTION_TICK: usize = 10;
 
 /// The outcome `outcome` of the proposal appended at `(index, term)`.
 fn outcome(index: u64, term: u64, outcome: Outcome) -> ProposalOutcome {
+    run(index..=index, term, outcome)
+}
+
+/// The outcome `outcome` of the proposals appended at `indexes` in `term`.
+fn run(indexes: std::ops::RangeInclusive<u64>, term: u64, outcome: Outcome) -> ProposalOutcome {
     ProposalOutcome {
-        index,
+        first_index: *indexes.start(),
+        last_index: *indexes.end(),
         term,
         outcome,
     }
@@ -303,11 +309,11 @@ fn proposal_covered_by_a_snapshot_is_unknown() {
 
 /// §5.3 (entries commit in log order): a burst of proposals on the leader
 /// gets consecutive indexes in its term and settles `Committed`, in order,
-/// exactly once each — also when the commits are handed out over several
-/// `Ready`s (`max_committed_size_per_ready`).
+/// exactly once each — as one run when the commits come in one `Ready`,
+/// one run per `Ready` when `max_committed_size_per_ready` spreads them.
 #[test]
 fn burst_of_proposals_commits_in_order() {
-    const N: usize = 20;
+    const N: u64 = 20;
     for limit in [None, Some(1)] {
         let mut net = Network::with_config(3, |c| {
             if let Some(l) = limit {
@@ -317,26 +323,63 @@ fn burst_of_proposals_commits_in_order() {
         net.campaign(1);
         let base = net.last_index(1);
         let data: Vec<Bytes> = (0..N).map(|i| Bytes::from(format!("p{i}"))).collect();
-        let mut expected = Vec::new();
-        for (i, d) in data.iter().enumerate() {
+        for (i, d) in (0..).zip(&data) {
             let p = net
                 .node_mut(1)
                 .propose(d.clone())
                 .expect("the leader accepts");
-            let (index, term) = appended(p);
-            assert_eq!(
-                (index, term),
-                (base + 1 + i as u64, 1),
-                "limit {limit:?}: proposal {i}"
-            );
-            expected.push(outcome(index, term, Outcome::Committed));
+            assert_eq!(appended(p), (base + 1 + i, 1), "limit {limit:?}: proposal {i}");
         }
         net.stabilize();
+        let expected: Vec<ProposalOutcome> = match limit {
+            None => vec![run(base + 1..=base + N, 1, Outcome::Committed)],
+            Some(_) => (base + 1..=base + N)
+                .map(|i| outcome(i, 1, Outcome::Committed))
+                .collect(),
+        };
         assert_eq!(outcomes(&net, 1), &expected[..], "limit {limit:?}");
         for id in 1..=3 {
             assert_eq!(applied(&net, id), &data[..], "limit {limit:?}: node {id}");
         }
     }
+}
+
+/// A burst whose entries meet different fates (§5.3, §5.4.1) is reported
+/// split where the fate changes. Leader 1 appends "a" and "b" together but
+/// only "a" reaches 2 before 1 is cut off; 2 wins term 2 (its log is the
+/// longer), commits "a" with its own first entry, and commits "c" where
+/// "b" stood. 1 reports "a" `Committed` and "b" `Superseded`.
+#[test]
+fn a_burst_with_mixed_fates_is_split() {
+    let mut net = Network::with_config(3, |c| c.max_size_per_msg = 1);
+    net.campaign(1);
+    let a = appended(net.node_mut(1).propose(Bytes::from_static(b"a")).unwrap());
+    let b = appended(net.node_mut(1).propose(Bytes::from_static(b"b")).unwrap());
+    assert_eq!((b.0, b.1), (a.0 + 1, a.1), "one run");
+    for m in net.take_queue() {
+        let carries_a = m.entries.first().is_some_and(|e| e.data == "a");
+        if m.to == 2 && m.kind() == Some(MessageType::MsgApp) && carries_a {
+            net.deliver(m);
+        }
+    }
+    net.isolate(1);
+    net.stabilize();
+    assert!(net.log_ids(2).contains(&a), "2 holds a");
+    assert!(!net.log_ids(2).contains(&b), "2 lacks b");
+
+    net.campaign(2);
+    net.propose(2, b"c").expect("2 leads 2 and 3");
+    net.recover();
+    net.tick(2, 1);
+    assert_eq!(net.log_ids(1), net.log_ids(2), "1's log replaced");
+    assert_eq!(
+        outcomes(&net, 1),
+        &[
+            outcome(a.0, a.1, Outcome::Committed),
+            outcome(b.0, b.1, Outcome::Superseded)
+        ]
+    );
+    assert_eq!(applied(&net, 1), &payloads(&[b"a", b"c"])[..]);
 }
 
 /// Refused proposals (`propose` returns the reason) get no index and no

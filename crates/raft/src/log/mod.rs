@@ -182,6 +182,14 @@ impl<S: Storage> RaftLog<S> {
         self.last_index()
     }
 
+    /// Appends entries a leader created at the end of its log, moving them
+    /// in; returns the new last index.
+    #[inline]
+    pub fn append_new(&mut self, entries: impl IntoIterator<Item = Entry>) -> u64 {
+        self.unstable.extend(self.last_index() + 1, entries);
+        self.last_index()
+    }
+
     /// The index of the first entry in `entries` that is not already in the
     /// log with the same term: 0 if all are present, or the first new index.
     pub fn find_conflict(&self, entries: &[Entry]) -> u64 {

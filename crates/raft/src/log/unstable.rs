@@ -180,6 +180,18 @@ impl Unstable {
         }
     }
 
+    /// Appends entries moved in that continue the log at `next`, the index
+    /// after the last one.
+    #[inline]
+    pub fn extend(&mut self, next: u64, entries: impl IntoIterator<Item = Entry>) {
+        let end = self.offset + self.entries.len() as u64;
+        assert_eq!(
+            next, end,
+            "log invariant broken: the log continues at {next} but unstable entries end at {end}"
+        );
+        self.entries.extend(entries);
+    }
+
     /// The entries `lo..hi`, all of which must be held here.
     #[inline]
     pub fn slice(&self, lo: u64, hi: u64) -> &[Entry] {

@@ -259,7 +259,9 @@ impl<S: Storage> Raft<S> {
                 if m.entries.is_empty() {
                     return Err(crate::Error::InvalidMessage("proposal without entries"));
                 }
-                return self.append_proposals(&mut m.entries).map(|_| ());
+                return self
+                    .append_proposals(std::mem::take(&mut m.entries))
+                    .map(|_| ());
             }
             MessageType::MsgReadIndex => {
                 self.leader_read_index(std::mem::take(m));

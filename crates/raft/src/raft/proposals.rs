@@ -32,9 +32,13 @@ pub enum Proposed {
 
 impl<S: Storage> Raft<S> {
     /// Appends proposals to the leader's log; followers get them with the
-    /// next `Ready`. `entries` get their index and term here. All are
-    /// admitted or none; returns the (index, term) of the last.
-    pub(crate) fn append_proposals(&mut self, entries: &mut [Entry]) -> Result<(u64, u64)> {
+    /// next `Ready`. `entries` get their index and term here and are moved
+    /// into the log. All are admitted or none; returns the (index, term) of
+    /// the last.
+    pub(crate) fn append_proposals<E>(&mut self, mut entries: E) -> Result<(u64, u64)>
+    where
+        E: AsMut<[Entry]> + IntoIterator<Item = Entry>,
+    {
         if self.tracker.progress.get(self.id).is_none() {
             // Removed from the configuration, still leading until it steps
             // down.
@@ -43,7 +47,8 @@ impl<S: Storage> Raft<S> {
         if self.lead_transferee != 0 {
             return Err(Self::dropped(DropReason::TransferringLeader));
         }
-        let size: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
+        let slice = entries.as_mut();
+        let size: u64 = slice.iter().map(|e| e.data.len() as u64).sum();
         if self.max_uncommitted_size != 0
             && self.uncommitted_size > 0
             && size > 0
@@ -51,7 +56,7 @@ impl<S: Storage> Raft<S> {
         {
             return Err(Self::dropped(DropReason::UncommittedSizeLimit));
         }
-        let mut conf_changes = entries.iter().filter(|e| e.is_conf_change());
+        let mut conf_changes = slice.iter().filter(|e| e.is_conf_change());
         if let Some(e) = conf_changes.next() {
             if conf_changes.next().is_some() || self.pending_conf_index > self.log.applied {
                 return Err(Self::dropped(DropReason::ConfChangePending));
@@ -59,7 +64,7 @@ impl<S: Storage> Raft<S> {
             self.check_conf_change(e)?;
         }
         let mut index = self.log.last_index();
-        for e in entries.iter_mut() {
+        for e in slice.iter_mut() {
             index += 1;
             e.index = index;
             e.term = self.term;
@@ -67,7 +72,7 @@ impl<S: Storage> Raft<S> {
                 self.pending_conf_index = index;
             }
         }
-        self.log.append(entries);
+        self.log.append_new(entries);
         self.uncommitted_size += size;
         self.broadcast_pending = true;
         Ok((index, self.term))
@@ -105,7 +110,7 @@ impl<S: Storage> Raft<S> {
         e.entry_type = entry_type as i32;
         match self.state {
             StateRole::Leader => {
-                let (index, term) = self.append_proposals(std::slice::from_mut(&mut e))?;
+                let (index, term) = self.append_proposals([e])?;
                 Ok(Proposed::Appended { index, term })
             }
             StateRole::Follower => {
@@ -149,8 +154,8 @@ impl<S: Storage> Raft<S> {
 
     /// Appends the empty `ConfChangeV2` that leaves the joint configuration.
     fn propose_leave_joint(&mut self) {
-        let mut e = ConfChangeV2::default().to_entry();
-        match self.append_proposals(std::slice::from_mut(&mut e)) {
+        let e = ConfChangeV2::default().to_entry();
+        match self.append_proposals([e]) {
             Ok((index, _)) => info!(
                 id = self.id,
                 index, "proposed leaving the joint configuration"
