@@ -145,7 +145,11 @@ impl ProposalTracker {
         self.close_run();
         let first_committed = committed.first().map_or(u64::MAX, |e| e.index);
         if let (true, Some(upto)) = (leading, committed.last().map(|e| e.index)) {
-            if self.pending.front().is_some_and(|r| r.first >= first_committed) {
+            if self
+                .pending
+                .front()
+                .is_some_and(|r| r.first >= first_committed)
+            {
                 self.settle_own(upto, out);
                 return;
             }
@@ -195,8 +199,8 @@ impl ProposalTracker {
             let mut start = run.first;
             let mut current = None;
             for index in run.first..=run.last {
-                let outcome = by_commit(index, run.term)
-                    .or_else(|| covered_by_snapshot(&raft.log, index));
+                let outcome =
+                    by_commit(index, run.term).or_else(|| covered_by_snapshot(&raft.log, index));
                 if index > start && outcome != current {
                     emit(start, index - 1, run.term, current, out, &mut still);
                     start = index;

@@ -328,7 +328,11 @@ fn burst_of_proposals_commits_in_order() {
                 .node_mut(1)
                 .propose(d.clone())
                 .expect("the leader accepts");
-            assert_eq!(appended(p), (base + 1 + i, 1), "limit {limit:?}: proposal {i}");
+            assert_eq!(
+                appended(p),
+                (base + 1 + i, 1),
+                "limit {limit:?}: proposal {i}"
+            );
         }
         net.stabilize();
         let expected: Vec<ProposalOutcome> = match limit {

@@ -262,6 +262,64 @@ fn the_leaders_own_copy_counts_only_once_persisted() {
     net.assert_applied(1..=3, &[b"x"], "x, everywhere");
 }
 
+/// §5.3 with §5.4: an acknowledgement vouches for entries the follower
+/// holds durably. Follower 2 steps leader 1's append of x (term 1) and
+/// queues its acknowledgement; before it writes anything, leader 3 of term
+/// 2 overwrites x. The term-1 acknowledgement of x must never leave: x was
+/// never written, and old leader 1 would count it toward committing x.
+/// (Found by the simulator: a paused follower resumed with both appends
+/// waiting.)
+#[test]
+fn an_acknowledgement_queued_before_a_term_change_is_not_sent() {
+    let mut net = Network::new(5);
+    net.campaign(1);
+    let base = net.last_index(1);
+    net.node_mut(1).propose(Bytes::from_static(b"x")).unwrap();
+    let append_x = net
+        .take_queue()
+        .into_iter()
+        .find(|m| m.to == 2 && is_kind(m, MessageType::MsgApp) && !m.entries.is_empty())
+        .expect("1 sends x to 2");
+    // 3 wins term 2 with 4 and 5; its append to 2 is held back.
+    net.isolate(1);
+    net.isolate(2);
+    net.campaign(3);
+    assert_eq!((net.state(3), net.term(3)), (StateRole::Leader, 2));
+    let append_term_2 = appends_with_entries(&net, 3, 2)
+        .first()
+        .map(|m| (*m).clone())
+        .expect("3 sent its first entry toward 2");
+    assert_eq!(
+        append_term_2.entries[0].index,
+        base + 1,
+        "where x stands on 2"
+    );
+
+    net.node_mut(2).step(append_x).unwrap();
+    net.node_mut(2).step(append_term_2).unwrap();
+    let rd = net.node_mut(2).ready();
+    let acks: Vec<(u64, u64)> = rd
+        .messages
+        .iter()
+        .chain(&rd.persisted_messages)
+        .filter(|m| is_kind(m, MessageType::MsgAppResp) && !m.reject)
+        .map(|m| (m.term, m.index))
+        .collect();
+    assert!(
+        !acks.contains(&(1, base + 1)),
+        "x (term 1) was overwritten before it was written, yet acknowledged: {acks:?}"
+    );
+    assert!(
+        acks.contains(&(2, base + 1)),
+        "the term-2 entry is acknowledged: {acks:?}"
+    );
+    assert_eq!(
+        rd.entries.iter().map(|e| e.term).collect::<Vec<_>>(),
+        [2],
+        "only 3's entry is written"
+    );
+}
+
 /// §5.3: "If followers crash or run slowly, or if network packets are lost,
 /// the leader retries AppendEntries RPCs indefinitely ... until all
 /// followers eventually store all log entries." The appends to the downed

@@ -7,10 +7,12 @@ mod network;
 
 use bytes::Bytes;
 use network::*;
+use rudder_raft::confchange::decode_conf_change;
 use rudder_raft::tracker::ProgressState;
 use rudder_raft::{
-    ConfState, Entry, HardState, MemoryStorage, Message, MessageType, RaftState, RawNode, Snapshot,
-    SnapshotMetadata, SnapshotStatus, StateRole, Storage, StorageError,
+    ConfChangeI, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, HardState,
+    MemoryStorage, Message, MessageType, RaftState, RawNode, Snapshot, SnapshotMetadata,
+    SnapshotStatus, StateRole, Storage, StorageError,
 };
 
 // ---------------------------------------------------------------------------
@@ -661,5 +663,87 @@ fn a_temporarily_unavailable_snapshot_is_sent_once_available() {
         follower.raft().log.last_index(),
         leader.raft().log.last_index(),
         "the follower caught up after the snapshot"
+    );
+}
+
+/// Persists and applies every Ready of `node` until it has none
+/// (configuration changes included), as an application would.
+fn settle(node: &mut RawNode<MemoryStorage>) {
+    while node.has_ready() {
+        let rd = node.ready();
+        node.storage_mut().append(&rd.entries).unwrap();
+        if let Some(hs) = rd.hard_state {
+            node.storage_mut().set_hard_state(hs);
+        }
+        for e in &rd.committed_entries {
+            if let Some(cc) = decode_conf_change(e).unwrap() {
+                node.apply_conf_change(&cc).unwrap();
+            }
+        }
+        node.advance(rd);
+    }
+}
+
+/// A snapshot must not be installed while a configuration change handed
+/// out before it is still being applied: applied after the snapshot's
+/// configuration was installed, the older change would replace it (found
+/// by the simulator: a follower ended in a joint configuration the cluster
+/// had left). Node 3 is handed "add learner 5" to apply; a snapshot whose
+/// configuration has no learner arrives meanwhile. It is deferred, and
+/// installed when offered again after the change is applied — leaving
+/// exactly the snapshot's configuration.
+#[test]
+fn a_snapshot_waits_for_a_configuration_change_being_applied() {
+    let mut node = RawNode::bootstrap(&test_config(3), MemoryStorage::new(), &[1, 2, 3]).unwrap();
+    settle(&mut node);
+    let mut append = Message::new(MessageType::MsgApp, 1, 3);
+    append.term = 2;
+    append.log_term = 1;
+    append.index = 3;
+    append.commit = 4;
+    let mut change = ConfChangeV2 {
+        changes: vec![ConfChangeSingle {
+            change_type: ConfChangeType::AddLearnerNode as i32,
+            node_id: 5,
+        }],
+        ..Default::default()
+    }
+    .to_entry();
+    (change.index, change.term) = (4, 2);
+    append.entries = vec![change];
+    node.step(append).unwrap();
+    let rd = node.ready();
+    assert_eq!(
+        rd.committed_entries.len(),
+        1,
+        "the change is handed out to apply"
+    );
+
+    let snapshot = snapshot_msg(1, 3, 2, 10, 2, b"state");
+    node.step(snapshot.clone()).unwrap();
+    assert_eq!(node.raft().log.committed(), 4, "the snapshot is deferred");
+
+    node.storage_mut().append(&rd.entries).unwrap();
+    if let Some(hs) = rd.hard_state {
+        node.storage_mut().set_hard_state(hs);
+    }
+    let cc = decode_conf_change(&rd.committed_entries[0])
+        .unwrap()
+        .unwrap();
+    node.apply_conf_change(&cc).unwrap();
+    node.advance(rd);
+    assert_eq!(node.raft().tracker.config.learners, vec![5]);
+
+    node.step(snapshot).unwrap();
+    assert_eq!(
+        node.raft().log.committed(),
+        10,
+        "offered again, the snapshot is installed"
+    );
+    settle(&mut node);
+    assert_eq!(
+        node.raft().tracker.conf_state(),
+        ConfState::with_voters([1, 2, 3]),
+        "exactly the snapshot's configuration"
     );
 }

@@ -413,6 +413,26 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.stable_snap_to(index);
     }
 
+    /// Whether a configuration change is among the entries handed out to
+    /// apply and not yet reported applied. Read only when a snapshot
+    /// arrives, so the common path pays nothing for it.
+    pub fn applying_conf_change(&self) -> bool {
+        if self.applying <= self.applied {
+            return false;
+        }
+        let mut handed_out = Vec::new();
+        match self.slice(
+            self.applied + 1,
+            self.applying + 1,
+            u64::MAX,
+            &mut handed_out,
+        ) {
+            Ok(()) => handed_out.iter().any(Entry::is_conf_change),
+            // Unreadable: assume the worst, the snapshot is offered again.
+            Err(_) => true,
+        }
+    }
+
     /// Replaces the log with a snapshot received from the leader.
     pub fn restore(&mut self, snapshot: Snapshot) {
         let index = snapshot.index();

@@ -213,6 +213,17 @@ impl<S: Storage> Raft<S> {
             self.log.commit_to(index);
             return false;
         }
+        if self.log.applying_conf_change() {
+            // The application is applying a configuration change handed out
+            // before this snapshot; applied after the snapshot's
+            // configuration was installed, it would replace it with an older
+            // one. Wait: the leader offers the snapshot again.
+            debug!(
+                id = self.id,
+                index, "snapshot deferred: a configuration change is being applied"
+            );
+            return false;
+        }
         let (cfg, prs) = match confchange::restore(&self.tracker, index, &cs) {
             Ok(c) => c,
             Err(e) => {

@@ -239,6 +239,13 @@ impl<S: Storage> Raft<S> {
         if self.term != term {
             self.term = term;
             self.vote = 0;
+            // An acknowledgement queued in the old term vouches for entries
+            // not written yet, which a leader of the new term may overwrite
+            // before they are: sent after the write, it would count toward
+            // the old leader's quorum without being true. Drop it; the new
+            // leader probes anew.
+            self.msgs_after_append
+                .retain(|m| m.reject || m.kind() != Some(MessageType::MsgAppResp));
         }
         self.lead = 0;
         self.election_elapsed = 0;
