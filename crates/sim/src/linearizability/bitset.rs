@@ -1,0 +1,58 @@
+//! A fixed-size set of small integers, the linearized-operations half of
+//! the search's cache key.
+
+/// A set of integers below the capacity it was made with, one bit each, so
+/// that hashing and comparing a set of `n` operations costs `n / 64` words.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Bitset {
+    words: Vec<u64>,
+}
+
+impl Bitset {
+    /// An empty set able to hold `0..capacity`.
+    pub(super) fn new(capacity: usize) -> Bitset {
+        Bitset {
+            words: vec![0; capacity.div_ceil(64)],
+        }
+    }
+
+    /// Adds `i`; `i` must be below the capacity.
+    pub(super) fn insert(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Removes `i`; `i` must be below the capacity.
+    pub(super) fn remove(&mut self, i: usize) {
+        self.words[i / 64] &= !(1 << (i % 64));
+    }
+
+    /// Whether `i` is in the set; `false` beyond the capacity.
+    pub(super) fn contains(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_remove_contains() {
+        let mut s = Bitset::new(130);
+        for i in [0, 63, 64, 129] {
+            assert!(!s.contains(i));
+            s.insert(i);
+            assert!(s.contains(i));
+        }
+        s.remove(64);
+        assert!(!s.contains(64) && s.contains(63) && s.contains(129));
+        assert!(!s.contains(500));
+        let mut t = Bitset::new(130);
+        for i in [0, 63, 129] {
+            t.insert(i);
+        }
+        assert_eq!(s, t);
+    }
+}
