@@ -1,11 +1,20 @@
 //! Deterministic simulation of rudder clusters.
 //!
+//! A run is a function of one `u64` seed: the network (loss, delay and
+//! reordering, duplication, partitions of any shape), crashes that lose
+//! whatever was not yet durable, pauses, leader transfers and membership
+//! changes, and the clients' operations are all drawn from it. Raft's
+//! safety properties are checked after every step ([`invariants`]); after
+//! the faults heal the cluster must make progress and converge; the
+//! clients' history must be linearizable ([`linearizability`]).
+//!
 //! - [`sim`]: randomized runs ([`sim::Simulation`], [`sim::SimConfig`]).
 //! - [`node`]: one simulated server, its disk and its state machine.
 //! - [`network`]: messages in flight, with faults.
 //! - [`workload`]: clients and the history they record.
 //! - [`kv`]: the replicated key-value state machine.
 //! - [`format`]: one-line descriptions of messages, for traces.
+//! - [`scenario`]: scenario scripts that drive a cluster step by step.
 
 pub mod faults;
 pub mod format;
@@ -14,5 +23,6 @@ pub mod kv;
 pub mod linearizability;
 pub mod network;
 pub mod node;
+pub mod scenario;
 pub mod sim;
 pub mod workload;
