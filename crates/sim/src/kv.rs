@@ -9,44 +9,11 @@ use bytes::Bytes;
 use prost::Message as _;
 use std::collections::BTreeMap;
 
-/// What a client asks of the store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// Read `key` (missing reads as `None`).
-    Get { key: String },
-    /// Set `key` to `value`.
-    Put { key: String, value: String },
-    /// Append `value` to `key`'s value (missing counts as empty).
-    Append { key: String, value: String },
-    /// Set `key` to `to` if it holds `from` (`None`: missing).
-    Cas {
-        key: String,
-        from: Option<String>,
-        to: String,
-    },
-}
-
-impl Op {
-    /// The key the operation touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Op::Get { key } | Op::Put { key, .. } | Op::Append { key, .. } | Op::Cas { key, .. } => {
-                key
-            }
-        }
-    }
-}
-
-/// What the store answered.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Reply {
-    /// The value read by a `Get`.
-    Value(Option<String>),
-    /// A `Put` or `Append` took effect.
-    Done,
-    /// Whether a `Cas` matched (and so took effect).
-    Swapped(bool),
-}
+/// What a client asks of the store: the checker's key-value inputs, so a
+/// recorded operation is checked as it was sent.
+pub use crate::linearizability::KvInput as Op;
+/// What the store answered: the checker's key-value outputs.
+pub use crate::linearizability::KvOutput as Reply;
 
 /// A command as it travels in a log entry: the operation and who asked.
 #[derive(Clone, PartialEq, prost::Message)]

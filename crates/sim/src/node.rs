@@ -59,6 +59,9 @@ pub struct SimNode {
     ready_reads: Vec<(u64, u64, String)>,
     /// Answers for the simulation to pass to clients.
     pub answers: Vec<(u64, Answer)>,
+    /// Commands applied since the simulation last took them: request and
+    /// reply, whoever proposed them.
+    pub effects: Vec<(u64, Reply)>,
     /// How many times the node was (re)started, to vary its seed.
     starts: u64,
     /// A member was added: snapshot at once, so that a snapshot sent to it
@@ -96,6 +99,7 @@ impl SimNode {
             reads: HashMap::new(),
             ready_reads: Vec::new(),
             answers: Vec::new(),
+            effects: Vec::new(),
             starts: 1,
             snapshot_now: false,
         }
@@ -327,8 +331,9 @@ impl SimNode {
         };
         let reply = self.kv.apply(&op);
         if self.proposals.remove(&(e.index, e.term)) == Some(request) {
-            self.answers.push((request, Answer::Done(reply)));
+            self.answers.push((request, Answer::Done(reply.clone())));
         }
+        self.effects.push((request, reply));
         Ok(())
     }
 

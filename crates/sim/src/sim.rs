@@ -14,7 +14,7 @@ use crate::invariants::{Invariants, Violation};
 use crate::kv::{self, Op};
 use crate::network::{Arrival, LinkFaults, Network, Sent};
 use crate::node::{Answer, SimNode};
-use crate::workload::{Recorded, Workload};
+use crate::workload::{self, Recorded, Workload};
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
@@ -122,6 +122,8 @@ pub struct Simulation {
     /// When each node's disk write completes.
     write_due: BTreeMap<u64, u64>,
     workload: Workload,
+    /// Commands applied anywhere: the first apply's time and reply.
+    effects: workload::Effects,
     inv: Invariants,
     trace: Vec<String>,
     node_ticks: u64,
@@ -165,6 +167,7 @@ impl Simulation {
             held: BTreeMap::new(),
             write_due: BTreeMap::new(),
             workload,
+            effects: workload::Effects::new(),
             inv: Invariants::new(),
             trace: Vec::new(),
             node_ticks: 0,
@@ -172,8 +175,9 @@ impl Simulation {
         }
     }
 
-    /// Runs: faults and load for the configured ticks, then healing and
-    /// the liveness and convergence checks.
+    /// Runs: faults and load for the configured ticks, then healing, the
+    /// liveness and convergence checks, and the linearizability check of
+    /// the clients' history.
     pub fn run(mut self) -> Result<Report, Failure> {
         let end = self.cfg.ticks * TICK;
         while self.now < end {
@@ -187,6 +191,8 @@ impl Simulation {
         self.check_liveness()?;
         self.drain_clients()?;
         self.check_convergence()?;
+        let ops = workload::settle(&self.workload.history, &self.effects).map_err(|what| self.fail(what))?;
+        workload::check_linearizable(&ops).map_err(|what| self.fail(what))?;
         Ok(Report {
             node_ticks: self.node_ticks,
             leaders: self.inv.leader_terms(),
@@ -332,6 +338,11 @@ impl Simulation {
 
     fn answer_clients(&mut self) {
         for id in self.ids.clone() {
+            let now = self.now;
+            let node = self.nodes.get_mut(&id).expect("ids");
+            for (request, reply) in node.effects.drain(..) {
+                self.effects.entry(request).or_insert((now, reply));
+            }
             let answers = std::mem::take(&mut self.nodes.get_mut(&id).expect("ids").answers);
             for (request, answer) in answers {
                 self.log(|| format!("node {id} answers #{request}: {answer:?}"));
