@@ -19,9 +19,13 @@
 //!   only when every earlier one in its log is applied.
 //! - **Joint quorums**: a leader's commit index is held durably by a quorum
 //!   of its configuration — of both halves when joint.
+//!
+//! The checks read a node through the core's [`Storage`] trait and
+//! [`RawNode`], whatever the storage behind them, so a durable storage or a
+//! simulated faulty disk can stand in for `MemoryStorage`.
 
 use rudder_raft::quorum::VoteResult;
-use rudder_raft::{Entry, MemoryStorage, Message, MessageType, RawNode, StateRole, Storage};
+use rudder_raft::{Entry, HardState, Message, MessageType, RawNode, StateRole, Storage};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -46,6 +50,24 @@ fn violation(property: &'static str, node: u64, detail: String) -> Violation {
     }
 }
 
+/// The durable hard state of `storage`; a storage that cannot say breaks
+/// the contract the core relies on.
+fn durable_hard_state(node: u64, storage: &impl Storage) -> Result<HardState, Violation> {
+    storage
+        .initial_state()
+        .map(|s| s.hard_state)
+        .map_err(|e| violation("storage answers", node, e.to_string()))
+}
+
+/// The position of index `index` in a table of indexes from 1; index 0
+/// names no entry, and a core that hands one out is broken.
+fn slot(node: u64, index: u64) -> Result<usize, Violation> {
+    match index.checked_sub(1) {
+        Some(i) => Ok(i as usize),
+        None => Err(violation("entries have indexes from 1", node, "an entry at index 0".into())),
+    }
+}
+
 /// What the checker knows of one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct EntryFacts {
@@ -54,13 +76,23 @@ struct EntryFacts {
     prev_term: Option<u64>,
 }
 
+/// A committed entry: its term and fingerprint, and the lowest term of a
+/// node seen holding it committed. It was committed in that term or
+/// earlier, so every leader of a later term must hold it (§5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Committed {
+    term: u64,
+    hash: u64,
+    seen_in: u64,
+}
+
 /// The facts learned so far; see the module docs.
 #[derive(Debug, Default)]
 pub struct Invariants {
     leaders: HashMap<u64, u64>,
     entries: HashMap<(u64, u64), EntryFacts>,
-    /// `committed[i - 1]` is `(term, hash)` of the entry committed at `i`.
-    committed: Vec<Option<(u64, u64)>>,
+    /// `committed[i - 1]` is what is known of the entry committed at `i`.
+    committed: Vec<Option<Committed>>,
     /// Per node, the commit index up to which its log was recorded.
     recorded: HashMap<u64, u64>,
     /// Per node, the leader term whose completeness was checked.
@@ -98,12 +130,12 @@ impl Invariants {
     pub fn on_persist(
         &mut self,
         node: u64,
-        storage: &MemoryStorage,
+        storage: &impl Storage,
         entries: &[Entry],
         snapshot: Option<(u64, u64)>,
     ) -> Result<(), Violation> {
-        if let Some((index, term)) = snapshot {
-            if let Some(Some((t, _))) = self.committed.get(index as usize - 1) {
+        if let Some((index, term)) = snapshot.filter(|&(index, _)| index > 0) {
+            if let Some(Some(Committed { term: t, .. })) = self.committed.get(slot(node, index)?) {
                 if *t != term {
                     return Err(violation(
                         "state machine safety",
@@ -156,8 +188,9 @@ impl Invariants {
 
     /// Node `node` restarted from `storage`: every entry it knew committed
     /// must still be there, as committed.
-    pub fn on_restart(&mut self, node: u64, storage: &MemoryStorage) -> Result<(), Violation> {
-        let commit = storage.hard_state().commit;
+    pub fn on_restart(&mut self, node: u64, storage: &impl Storage) -> Result<(), Violation> {
+        let hs = durable_hard_state(node, storage)?;
+        let commit = hs.commit;
         let first = storage.first_index().unwrap_or(1);
         let last = storage.last_index().unwrap_or(0);
         if commit > last.max(first - 1) {
@@ -174,24 +207,29 @@ impl Invariants {
                 .map_err(|e| violation("committed entries survive crashes", node, e.to_string()))?;
         }
         for e in &entries {
-            self.record_committed(node, e.index, e.term, fingerprint(e))?;
+            self.record_committed(node, e, hs.term)?;
         }
         Ok(())
     }
 
-    /// Node `node` applies `e`: checks state machine safety.
+    /// Node `node` applies `e`: checks state machine safety. (The term it
+    /// was committed in is learned by [`Invariants::check_node`].)
     pub fn on_apply(&mut self, node: u64, e: &Entry) -> Result<(), Violation> {
-        self.record_committed(node, e.index, e.term, fingerprint(e))
+        self.record_committed(node, e, u64::MAX)
     }
 
-    fn record_committed(&mut self, node: u64, index: u64, term: u64, hash: u64) -> Result<(), Violation> {
-        let i = index as usize - 1;
+    /// Records that `node`, in term `seen_in`, holds `e` committed.
+    fn record_committed(&mut self, node: u64, e: &Entry, seen_in: u64) -> Result<(), Violation> {
+        let (index, term, hash) = (e.index, e.term, fingerprint(e));
+        let i = slot(node, index)?;
         if self.committed.len() <= i {
             self.committed.resize(i + 1, None);
         }
-        match self.committed[i] {
-            None => self.committed[i] = Some((term, hash)),
-            Some((t, h)) if (t, h) != (term, hash) => {
+        match &mut self.committed[i] {
+            None => self.committed[i] = Some(Committed { term, hash, seen_in }),
+            Some(c) if c.term == term && c.hash == hash => c.seen_in = c.seen_in.min(seen_in),
+            Some(Committed { term: t, .. }) => {
+                let t = *t;
                 return Err(violation(
                     "state machine safety",
                     node,
@@ -201,15 +239,17 @@ impl Invariants {
                     ),
                 ))
             }
-            Some(_) => {}
         }
         Ok(())
     }
 
     /// Node `node` hands `m` to the network, with `storage` its durable
-    /// state: checks persist-before-send.
-    pub fn on_send(&self, node: u64, storage: &MemoryStorage, m: &Message) -> Result<(), Violation> {
-        let hs = storage.hard_state();
+    /// state: checks persist-before-send. An acknowledgement must not run
+    /// past the durable log nor come from a term not yet durable; whether
+    /// the acknowledged entries are the leader's is [`Invariants::check_ack`]'s
+    /// to check, where the leader is known.
+    pub fn on_send(&self, node: u64, storage: &impl Storage, m: &Message) -> Result<(), Violation> {
+        let hs = durable_hard_state(node, storage)?;
         match m.kind() {
             Some(MessageType::MsgAppResp) if !m.reject => {
                 let last = storage.last_index().unwrap_or(0);
@@ -246,7 +286,7 @@ impl Invariants {
     /// Checks one node's state after a step: election safety, leader
     /// completeness, `applied ≤ committed ≤ last`, and records its
     /// committed entries.
-    pub fn check_node(&mut self, raw: &RawNode<MemoryStorage>) -> Result<(), Violation> {
+    pub fn check_node(&mut self, raw: &RawNode<impl Storage>) -> Result<(), Violation> {
         let r = raw.raft();
         let id = r.id;
         let (applied, committed, last) = (r.log.applied(), r.log.committed(), r.log.last_index());
@@ -274,35 +314,38 @@ impl Invariants {
         let from = self.recorded.get(&id).copied().unwrap_or(0).max(r.log.first_index() - 1);
         if committed > from {
             let mut es = Vec::new();
-            if r.log.slice(from + 1, committed + 1, u64::MAX, &mut es).is_ok() {
-                for e in &es {
-                    self.record_committed(id, e.index, e.term, fingerprint(e))?;
-                }
+            r.log
+                .slice(from + 1, committed + 1, u64::MAX, &mut es)
+                .map_err(|e| violation("committed entries are readable", id, format!("{}..={committed}: {e}", from + 1)))?;
+            for e in &es {
+                self.record_committed(id, e, r.term)?;
             }
         }
         self.recorded.insert(id, committed);
         Ok(())
     }
 
-    /// A new leader must hold every committed entry it has not compacted.
-    fn check_completeness(&self, raw: &RawNode<MemoryStorage>) -> Result<(), Violation> {
+    /// A new leader must hold every entry committed in an earlier term
+    /// that it has not compacted. (A stale leader, elected by votes that
+    /// arrived late, need not hold what a later term committed.)
+    fn check_completeness(&self, raw: &RawNode<impl Storage>) -> Result<(), Violation> {
         let r = raw.raft();
         for (i, c) in self.committed.iter().enumerate() {
-            let (Some((term, _)), index) = (c, i as u64 + 1) else {
+            let (Some(c), index) = (c, i as u64 + 1) else {
                 continue;
             };
-            if index < r.log.first_index() {
+            if index < r.log.first_index() || c.seen_in >= r.term {
                 continue;
             }
             match r.log.term(index) {
-                Ok(t) if t == *term => {}
+                Ok(t) if t == c.term => {}
                 other => {
                     return Err(violation(
                         "leader completeness",
                         r.id,
                         format!(
-                            "leads term {} without committed entry {term}/{index} (has {other:?})",
-                            r.term
+                            "leads term {} without entry {}/{index}, committed by term {} (has {other:?})",
+                            r.term, c.term, c.seen_in
                         ),
                     ))
                 }
@@ -313,16 +356,16 @@ impl Invariants {
 
     /// Node `leader` appended `e` in its own term: a configuration change
     /// may be appended only when no earlier one is unapplied.
-    pub fn on_leader_append(&self, raw: &RawNode<MemoryStorage>, e: &Entry) -> Result<(), Violation> {
+    pub fn on_leader_append(&self, raw: &RawNode<impl Storage>, e: &Entry) -> Result<(), Violation> {
         let r = raw.raft();
         if !e.is_conf_change() || e.term != r.term || r.state != StateRole::Leader {
             return Ok(());
         }
         let applied = r.log.applied();
         let mut between = Vec::new();
-        if r.log.slice(applied + 1, e.index, u64::MAX, &mut between).is_err() {
-            return Ok(());
-        }
+        r.log
+            .slice(applied + 1, e.index, u64::MAX, &mut between)
+            .map_err(|err| violation("unapplied entries are readable", r.id, format!("{}..{}: {err}", applied + 1, e.index)))?;
         if let Some(other) = between.iter().find(|x| x.is_conf_change()) {
             return Err(violation(
                 "one change at a time",
@@ -336,6 +379,40 @@ impl Invariants {
         Ok(())
     }
 
+    /// Node `node` acknowledges an append with `m`, its durable state in
+    /// `storage`, to `leader`, which leads `m`'s term: the entry it
+    /// acknowledges must be durable with the leader's term for that index
+    /// (or lie under its snapshot), since the leader will count every entry
+    /// up to it as held there.
+    pub fn check_ack(
+        &self,
+        node: u64,
+        storage: &impl Storage,
+        leader: &RawNode<impl Storage>,
+        m: &Message,
+    ) -> Result<(), Violation> {
+        let r = leader.raft();
+        if m.kind() != Some(MessageType::MsgAppResp) || m.reject || r.state != StateRole::Leader || r.term != m.term {
+            return Ok(());
+        }
+        let Ok(expected) = r.log.term(m.index) else {
+            return Ok(()); // compacted at the leader: it will send a snapshot
+        };
+        let under_snapshot = storage.first_index().is_ok_and(|f| m.index < f);
+        match storage.term(m.index) {
+            Ok(t) if t == expected => Ok(()),
+            _ if under_snapshot => Ok(()),
+            held => Err(violation(
+                "persist before send",
+                node,
+                format!(
+                    "acknowledges {expected}/{} to leader {} but holds {held:?} durably",
+                    m.index, r.id
+                ),
+            )),
+        }
+    }
+
     /// A leader's commit index in its own term must be durable on a quorum
     /// of its configuration (both halves when joint); `durable(id, index,
     /// term)` says whether node `id` holds that entry durably.
@@ -346,7 +423,7 @@ impl Invariants {
     /// replaces it.
     pub fn check_commit_quorum(
         &mut self,
-        raw: &RawNode<MemoryStorage>,
+        raw: &RawNode<impl Storage>,
         durable: impl Fn(u64, u64, u64) -> bool,
     ) -> Result<(), Violation> {
         let r = raw.raft();
@@ -384,7 +461,7 @@ impl Invariants {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use rudder_raft::{Config, HardState};
+    use rudder_raft::{Config, HardState, MemoryStorage};
 
     fn entry(term: u64, index: u64, data: &'static str) -> Entry {
         Entry::new(term, index, Bytes::from_static(data.as_bytes()))
@@ -465,6 +542,25 @@ mod tests {
         inv.on_send(2, &MemoryStorage::new(), &vote).unwrap();
     }
 
+    #[test]
+    fn an_ack_must_vouch_for_the_leaders_entries() {
+        let inv = Invariants::new();
+        let leader = lone_leader(1); // term 2: 1/1, 2/2
+        let mut log = Vec::new();
+        leader.storage().entries(1, 3, u64::MAX, &mut log).unwrap();
+        let mut ack = Message::new(MessageType::MsgAppResp, 2, 1);
+        ack.term = 2;
+        ack.index = 2;
+        inv.check_ack(2, &disk(&log), &leader, &ack).unwrap();
+        // The follower still holds an older entry at 2 durably.
+        log[1] = entry(1, 2, "old");
+        let err = inv.check_ack(2, &disk(&log), &leader, &ack).unwrap_err();
+        assert_eq!(err.property, "persist before send");
+        // A rejection, or an ack to a past term's leader, vouches for nothing here.
+        ack.term = 1;
+        inv.check_ack(2, &disk(&log), &leader, &ack).unwrap();
+    }
+
     /// Persists and advances until `raw` has nothing to do.
     fn drive(raw: &mut RawNode<MemoryStorage>) {
         while raw.has_ready() {
@@ -498,12 +594,29 @@ mod tests {
 
     #[test]
     fn leader_completeness_catches_a_leader_missing_a_committed_entry() {
+        // A node restarts holding 1/1 and 1/2 committed in term 1.
         let mut inv = Invariants::new();
-        // Index 2 was committed elsewhere with term 9.
-        inv.on_apply(5, &entry(9, 2, "x")).unwrap();
-        let leader = lone_leader(1); // holds 1/1 (membership), 2/2 (empty)
-        assert_ne!(leader.raft().log.term(2), Ok(9));
+        let mut d = disk(&[entry(1, 1, "a"), entry(1, 2, "x")]);
+        d.set_hard_state(HardState { term: 1, vote: 0, commit: 2 });
+        inv.on_restart(5, &d).unwrap();
+        let leader = lone_leader(1); // term 2, holding 1/1 (membership), 2/2 (empty)
+        assert_eq!(leader.raft().term, 2);
         assert_eq!(inv.check_node(&leader).unwrap_err().property, "leader completeness");
+    }
+
+    #[test]
+    fn a_stale_leader_need_not_hold_what_a_later_term_committed() {
+        // A node in term 9 holds the leader's log and 9/3 committed after it:
+        // the leader of term 2 (elected by late votes) cannot have 9/3.
+        let leader = lone_leader(1);
+        let mut log = Vec::new();
+        leader.storage().entries(1, 3, u64::MAX, &mut log).unwrap();
+        log.push(entry(9, 3, "x"));
+        let mut d = disk(&log);
+        d.set_hard_state(HardState { term: 9, vote: 0, commit: 3 });
+        let mut inv = Invariants::new();
+        inv.on_restart(5, &d).unwrap();
+        inv.check_node(&leader).unwrap();
     }
 
     #[test]

@@ -121,11 +121,6 @@ impl Network {
         self.cut.contains(&(from, to))
     }
 
-    /// Whether any link is cut.
-    pub fn has_cuts(&self) -> bool {
-        !self.cut.is_empty()
-    }
-
     /// Restores every cut link (lossy links stay lossy).
     pub fn heal(&mut self) {
         self.cut.clear();

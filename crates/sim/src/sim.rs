@@ -79,6 +79,30 @@ impl SimConfig {
     }
 }
 
+/// A configuration no run can follow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A cluster needs a voter to start.
+    #[error("a cluster needs at least one voter")]
+    NoVoters,
+    /// Clients pick among the keys.
+    #[error("clients need at least one key")]
+    NoKeys,
+}
+
+impl SimConfig {
+    /// Checks that a run can follow the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.voters == 0 {
+            return Err(ConfigError::NoVoters);
+        }
+        if self.keys == 0 {
+            return Err(ConfigError::NoKeys);
+        }
+        Ok(())
+    }
+}
+
 /// A run that broke something, with what is needed to replay it.
 #[derive(Debug, thiserror::Error)]
 #[error("seed {seed} at time {time}: {what}")]
@@ -96,7 +120,7 @@ pub struct Failure {
 /// What a run that passed did.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Ticks summed over running nodes.
+    /// Ticks summed over running members.
     pub node_ticks: u64,
     /// Terms that had a leader.
     pub leaders: u64,
@@ -104,6 +128,8 @@ pub struct Report {
     pub committed: u64,
     /// Faults injected.
     pub faults: u64,
+    /// Requests refused before taking effect (and sent again).
+    pub refusals: u64,
     /// The clients' history.
     pub history: Vec<Recorded>,
 }
@@ -134,7 +160,8 @@ pub struct Simulation {
 impl Simulation {
     /// Sets up the cluster: voters `1..=voters` bootstrapped together,
     /// spares started empty, outside the configuration.
-    pub fn new(cfg: SimConfig) -> Simulation {
+    pub fn new(cfg: SimConfig) -> Result<Simulation, ConfigError> {
+        cfg.validate()?;
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let voters: Vec<u64> = (1..=cfg.voters).collect();
         let ids: Vec<u64> = (1..=cfg.voters + cfg.spares).collect();
@@ -155,7 +182,7 @@ impl Simulation {
             nodes.insert(id, node);
         }
         let workload = Workload::new(cfg.clients, cfg.keys, 40 * TICK, 3 * TICK, &voters);
-        Simulation {
+        Ok(Simulation {
             next_fault: 5 * ELECTION_TICKS * TICK,
             cfg,
             rng,
@@ -172,7 +199,7 @@ impl Simulation {
             trace: Vec::new(),
             node_ticks: 0,
             faults: 0,
-        }
+        })
     }
 
     /// Runs: faults and load for the configured ticks, then healing, the
@@ -198,6 +225,7 @@ impl Simulation {
             leaders: self.inv.leader_terms(),
             committed: self.inv.committed_index(),
             faults: self.faults,
+            refusals: self.workload.refusals,
             history: self.workload.history,
         })
     }
@@ -228,9 +256,13 @@ impl Simulation {
         }
         if self.now % TICK == 0 {
             for (&id, node) in self.nodes.iter_mut() {
+                let cs = node.conf_state();
+                let member = cs.voters.contains(&id) || cs.learners.contains(&id);
                 if let (Some(raw), false) = (node.raw_mut(), self.paused.contains(&id)) {
                     raw.tick();
-                    self.node_ticks += 1;
+                    // Only members' ticks count: a spare outside the
+                    // configuration ticks but takes no part.
+                    self.node_ticks += u64::from(member);
                 }
             }
         }
@@ -261,7 +293,7 @@ impl Simulation {
         if self.write_due.get(&id).is_some_and(|&t| t <= self.now) {
             self.write_due.remove(&id);
             let later = node.finish_write(&mut self.inv)?;
-            self.send_all(later);
+            self.send_all(later)?;
             self.check_commit_quorum(id)?;
         }
         let node = self.nodes.get_mut(&id).expect("ids name nodes");
@@ -271,13 +303,20 @@ impl Simulation {
                 let due = self.now + self.rng.random_range(1..=2);
                 self.write_due.insert(id, due);
             }
-            self.send_all(now_msgs);
+            self.send_all(now_msgs)?;
         }
         Ok(())
     }
 
-    fn send_all(&mut self, msgs: Vec<Message>) {
+    /// Hands messages to the network; an acknowledgement is first checked
+    /// against the leader it goes to.
+    fn send_all(&mut self, msgs: Vec<Message>) -> Result<(), Violation> {
         for m in msgs {
+            if let (Some(from), Some(to)) = (self.nodes.get(&m.from), self.nodes.get(&m.to)) {
+                if let Some(leader) = to.raw() {
+                    self.inv.check_ack(m.from, from.disk(), leader, &m)?;
+                }
+            }
             let line = self.cfg.trace.then(|| format::message(&m));
             let snapshot = (m.kind() == Some(MessageType::MsgSnap)).then_some((m.from, m.to));
             let sent = self.net.send(self.now, m, &mut self.rng);
@@ -293,6 +332,7 @@ impl Simulation {
                 });
             }
         }
+        Ok(())
     }
 
     fn deliver(&mut self, m: Message) -> Result<(), Violation> {
@@ -306,6 +346,8 @@ impl Simulation {
             Some(raw) => {
                 // Refusals (a stale or unknown sender) are the core's to make.
                 let _ = raw.step(m);
+                // A role can come and go within a time unit: check now.
+                self.inv.check_node(raw)?;
                 true
             }
             None => false,
@@ -361,6 +403,14 @@ impl Simulation {
         for node in self.nodes.values() {
             if let Some(raw) = node.raw() {
                 self.inv.check_node(raw)?;
+                let committed = raw.raft().log.committed();
+                if node.applied() > committed {
+                    return Err(Violation {
+                        property: "applied ≤ committed ≤ last",
+                        node: node.id,
+                        detail: format!("the state machine applied {} of {committed} committed", node.applied()),
+                    });
+                }
             }
         }
         Ok(())
@@ -415,7 +465,7 @@ impl Simulation {
         let leader = self.leader_of(&up);
         let mut choices: Vec<Fault> = Vec::new();
         let rng = &mut self.rng;
-        if k.partitions {
+        if k.partitions && ids.len() > 1 {
             let mut shuffled = ids.clone();
             shuffled.shuffle(rng);
             let cut = rng.random_range(1..shuffled.len());
@@ -662,37 +712,49 @@ impl Simulation {
         let deadline = self.now + LIVENESS_TICKS * TICK;
         loop {
             self.step(true).map_err(|v| self.fail(v.to_string()))?;
-            let Some(l) = self.leader() else {
-                if self.now >= deadline {
-                    return Err(self.fail("convergence: no leader".into()));
+            match self.convergence() {
+                Convergence::Done => return Ok(()),
+                Convergence::Diverged(what) => return Err(self.fail(format!("convergence: {what}"))),
+                Convergence::Waiting(what) if self.now >= deadline => {
+                    return Err(self.fail(format!("convergence: not reached in time: {what}")))
                 }
-                continue;
-            };
-            let leader = &self.nodes[&l];
-            let cs = leader.conf_state().clone();
-            let target = leader.raw().expect("leader is up").raft().log.committed();
-            if leader.applied() < target {
-                continue;
-            }
-            let members: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
-            let caught_up = members.iter().all(|id| self.nodes[id].applied() >= target);
-            if caught_up && self.net.is_empty() {
-                let leader_kv = &self.nodes[&l].kv;
-                for id in &members {
-                    let n = &self.nodes[id];
-                    if n.applied() == target && &n.kv != leader_kv {
-                        return Err(self.fail(format!(
-                            "convergence: node {id} applied {target} like leader {l} but holds another state"
-                        )));
-                    }
-                }
-                return Ok(());
-            }
-            if self.now >= deadline {
-                return Err(self.fail(format!(
-                    "convergence: members {members:?} did not all apply {target} in time"
-                )));
+                Convergence::Waiting(_) => {}
             }
         }
     }
+
+    /// Whether every member applied all the leader committed, with nothing
+    /// in flight, and holds the leader's state.
+    fn convergence(&self) -> Convergence {
+        let Some(l) = self.leader() else {
+            return Convergence::Waiting("no leader".into());
+        };
+        let leader = &self.nodes[&l];
+        let cs = leader.conf_state();
+        let target = leader.raw().expect("a leader is up").raft().log.committed();
+        let members: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+        let behind: Vec<u64> = members.iter().copied().filter(|id| self.nodes[id].applied() < target).collect();
+        if !behind.is_empty() || !self.net.is_empty() {
+            return Convergence::Waiting(format!(
+                "leader {l} committed {target}; members {behind:?} applied less; {} messages in flight",
+                self.net.len()
+            ));
+        }
+        match members.iter().find(|id| self.nodes[id].applied() == target && self.nodes[id].kv != leader.kv) {
+            Some(id) => Convergence::Diverged(format!(
+                "node {id} applied {target} like leader {l} but holds another state"
+            )),
+            None => Convergence::Done,
+        }
+    }
+}
+
+/// How far the cluster is from converging after the faults healed.
+enum Convergence {
+    /// Every member holds the leader's state.
+    Done,
+    /// Not yet, and why.
+    Waiting(String),
+    /// Two members applied the same entries but hold different states.
+    Diverged(String),
 }

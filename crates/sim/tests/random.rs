@@ -9,16 +9,17 @@
 //!
 //! - `RUDDER_SIM_SEEDS=n`: run seeds `0..n` instead.
 //! - `RUDDER_SIM_SEED=s`: run only seed `s` (to replay a failure).
-//! - `RUDDER_SIM_TICKS=t`: ticks of faults per run (default 2,000).
+//! - `RUDDER_SIM_TICKS=t`: ticks of faults per run (default 2,600).
 //! - `RUDDER_SIM_TRACE=path`: write the failing run's event trace there.
 //!
 //! A failure prints its seed and the command that replays it.
 
 use rudder_sim::sim::{Report, SimConfig, Simulation};
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
-const DEFAULT_SEEDS: u64 = 128;
-const DEFAULT_TICKS: u64 = 2_000;
+const DEFAULT_SEEDS: u64 = 140;
+const DEFAULT_TICKS: u64 = 2_600;
 /// What the default seeds must cover together.
 const PROMISED_NODE_TICKS: u64 = 1_000_000;
 
@@ -27,22 +28,33 @@ fn env(name: &str) -> Option<u64> {
     Some(v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
 }
 
-/// Runs one seed; on failure writes the trace (if asked) and panics with
-/// the replay command.
+/// Runs one seed; on failure (a broken invariant, or a panic in the core
+/// or the simulator) writes the trace if asked and panics with the replay
+/// command.
 fn run(seed: u64, ticks: u64) -> Report {
     let trace = std::env::var("RUDDER_SIM_TRACE").ok();
     let mut cfg = SimConfig::random(seed, ticks);
     cfg.trace = trace.is_some();
-    match Simulation::new(cfg.clone()).run() {
-        Ok(r) => r,
-        Err(f) => {
+    let replay = format!(
+        "config: {cfg:?}\nreplay: RUDDER_SIM_SEED={seed} RUDDER_SIM_TICKS={ticks} \
+         RUDDER_SIM_TRACE=trace.txt cargo test -p rudder-sim --test random"
+    );
+    let sim = Simulation::new(cfg).expect("random configurations are valid");
+    match panic::catch_unwind(AssertUnwindSafe(|| sim.run())) {
+        Ok(Ok(r)) => r,
+        Ok(Err(f)) => {
             if let Some(path) = &trace {
                 std::fs::write(path, f.trace.join("\n")).expect("trace file writable");
             }
-            panic!(
-                "{f}\nconfig: {cfg:?}\nreplay: RUDDER_SIM_SEED={seed} RUDDER_SIM_TICKS={ticks} \
-                 RUDDER_SIM_TRACE=trace.txt cargo test -p rudder-sim --test random"
-            );
+            panic!("{f}\n{replay}");
+        }
+        Err(cause) => {
+            let what = cause
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| cause.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            panic!("seed {seed} panicked: {what}\n{replay}");
         }
     }
 }
@@ -63,12 +75,13 @@ fn run_half(half: u64) -> u64 {
         let r = run(seed, ticks);
         node_ticks += r.node_ticks;
         println!(
-            "seed {seed}: {} node-ticks, {} terms led, {} committed, {} faults, {} operations",
+            "seed {seed}: {} node-ticks, {} terms led, {} committed, {} faults, {} operations, {} refusals",
             r.node_ticks,
             r.leaders,
             r.committed,
             r.faults,
-            r.history.len()
+            r.history.len(),
+            r.refusals
         );
     }
     println!("{} seeds, {node_ticks} node-ticks in {:?}", seeds.len(), start.elapsed());
