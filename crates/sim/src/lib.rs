@@ -10,12 +10,14 @@
 //!
 //! - [`sim`]: randomized runs ([`sim::Simulation`], [`sim::SimConfig`]).
 //! - [`node`]: one simulated server, its disk and its state machine.
+//! - [`disk`]: what both kinds of node share: running or down, the disk.
 //! - [`network`]: messages in flight, with faults.
 //! - [`workload`]: clients and the history they record.
 //! - [`kv`]: the replicated key-value state machine.
 //! - [`format`]: one-line descriptions of messages, for traces.
 //! - [`scenario`]: scenario scripts that drive a cluster step by step.
 
+pub mod disk;
 pub mod faults;
 pub mod format;
 pub mod invariants;

@@ -9,10 +9,10 @@
 //! crash in between loses the write, and everything else not on the disk:
 //! the state machine is rebuilt on restart from the snapshot and the log.
 
+use crate::disk::{self, Life};
 use crate::invariants::{Invariants, Violation};
 use crate::kv::{self, KvStore, Op, Reply};
 use bytes::Bytes;
-use rudder_raft::confchange::decode_conf_change;
 use rudder_raft::{
     ConfChangeType, Config, ConfState, MemoryStorage, Message, Outcome, Proposed, RawNode, Ready, StateRole,
     Storage,
@@ -39,9 +39,8 @@ pub struct SimNode {
     /// The node's ID.
     pub id: u64,
     config: Config,
-    raw: Option<RawNode<MemoryStorage>>,
-    /// The disk while the node is down.
-    down_disk: Option<MemoryStorage>,
+    /// Running, or down with only the disk left.
+    life: Life,
     /// The Ready being written.
     write: Option<Ready>,
     /// The replicated state, as of `applied`.
@@ -89,8 +88,7 @@ impl SimNode {
         SimNode {
             id: config.id,
             config,
-            raw: Some(raw),
-            down_disk: None,
+            life: Life::up(raw),
             write: None,
             kv: KvStore::default(),
             applied: 0,
@@ -107,26 +105,22 @@ impl SimNode {
 
     /// The running node, or `None` while it is down.
     pub fn raw(&self) -> Option<&RawNode<MemoryStorage>> {
-        self.raw.as_ref()
+        self.life.raw()
     }
 
     /// The running node, mutably.
     pub fn raw_mut(&mut self) -> Option<&mut RawNode<MemoryStorage>> {
-        self.raw.as_mut()
+        self.life.raw_mut()
     }
 
     /// What is on the node's disk, up or down.
     pub fn disk(&self) -> &MemoryStorage {
-        match (&self.raw, &self.down_disk) {
-            (Some(raw), _) => raw.storage(),
-            (None, Some(disk)) => disk,
-            (None, None) => unreachable!("invariant broken: a node is neither up nor down"),
-        }
+        self.life.disk()
     }
 
     /// Whether the node is running.
     pub fn is_up(&self) -> bool {
-        self.raw.is_some()
+        self.life.is_up()
     }
 
     /// Whether a Ready is being written.
@@ -134,14 +128,9 @@ impl SimNode {
         self.write.is_some()
     }
 
-    /// The node's role, if up.
-    pub fn role(&self) -> Option<StateRole> {
-        self.raw.as_ref().map(|r| r.raft().state)
-    }
-
     /// The leader this node knows of (0: none, or down).
     pub fn leader_hint(&self) -> u64 {
-        self.raw.as_ref().map_or(0, |r| r.raft().lead)
+        self.life.raw().map_or(0, |r| r.raft().lead)
     }
 
     /// The last index applied to the state machine.
@@ -157,9 +146,7 @@ impl SimNode {
     /// Crashes the node: the write in progress, the state machine and the
     /// requests it served are lost; the disk stays.
     pub fn crash(&mut self) {
-        if let Some(raw) = self.raw.take() {
-            self.down_disk = Some(raw.storage().clone());
-        }
+        self.life.crash();
         self.write = None;
         self.kv = KvStore::default();
         self.applied = 0;
@@ -172,10 +159,10 @@ impl SimNode {
     /// Restarts a crashed node from its disk. The state machine starts
     /// from the disk's snapshot; later committed entries are applied again.
     pub fn restart(&mut self) -> Result<(), String> {
-        let Some(disk) = self.down_disk.take() else {
+        if self.life.is_up() {
             return Ok(());
-        };
-        let snap = disk.snapshot(0).map_err(|e| e.to_string())?;
+        }
+        let snap = self.life.disk().snapshot(0).map_err(|e| e.to_string())?;
         self.kv = KvStore::restore(&snap.data).map_err(|e| format!("snapshot data: {e}"))?;
         self.conf_state = snap.conf_state();
         self.applied = snap.index();
@@ -185,18 +172,15 @@ impl SimNode {
         // The snapshot already holds what was applied up to its index; the
         // log may reach back further (compaction keeps a tail).
         config.applied = snap.index();
-        let raw = RawNode::new(&config, disk.clone()).map_err(|e| {
-            self.down_disk = Some(disk);
-            format!("restart failed: {e}")
-        })?;
-        self.raw = Some(raw);
-        Ok(())
+        self.life
+            .restart(&config)
+            .map_err(|e| format!("restart failed: {e}"))
     }
 
     /// Serves a client request: writes are proposed (on the leader only),
     /// reads go through ReadIndex (on any node that knows a leader).
     pub fn submit(&mut self, request: u64, op: &Op) {
-        let Some(raw) = self.raw.as_mut() else {
+        let Some(raw) = self.life.raw_mut() else {
             return;
         };
         let leader = raw.raft().lead;
@@ -226,7 +210,7 @@ impl SimNode {
     /// Takes the next Ready if the disk is free; returns the messages that
     /// may be sent before it is durable.
     pub fn start_write(&mut self, inv: &Invariants) -> Result<Vec<Message>, Violation> {
-        let Some(raw) = self.raw.as_mut() else {
+        let Some(raw) = self.life.raw_mut() else {
             return Ok(Vec::new());
         };
         if self.write.is_some() || !raw.has_ready() {
@@ -256,7 +240,7 @@ impl SimNode {
     /// The disk finished the write: persists it, returns the messages that
     /// waited for it, applies committed entries and advances.
     pub fn finish_write(&mut self, inv: &mut Invariants) -> Result<Vec<Message>, Violation> {
-        let (Some(raw), Some(mut rd)) = (self.raw.as_mut(), self.write.take()) else {
+        let (Some(raw), Some(mut rd)) = (self.life.raw_mut(), self.write.take()) else {
             return Ok(Vec::new());
         };
         let id = self.id;
@@ -272,11 +256,11 @@ impl SimNode {
             self.applied = snap.index();
             storage
                 .apply_snapshot(*snap)
-                .map_err(|e| storage_violation(id, e))?;
+                .map_err(|e| disk::contract(id, e))?;
         }
         storage
             .append(&rd.entries)
-            .map_err(|e| storage_violation(id, e))?;
+            .map_err(|e| disk::contract(id, e))?;
         if let Some(hs) = rd.hard_state {
             storage.set_hard_state(hs);
         }
@@ -300,7 +284,7 @@ impl SimNode {
                 }
             }
         }
-        let raw = self.raw.as_mut().expect("checked above");
+        let raw = self.life.raw_mut().expect("checked above");
         raw.advance(rd);
         self.answer_reads();
         self.maybe_compact()?;
@@ -310,16 +294,10 @@ impl SimNode {
     /// Applies one committed entry to the state machine (or the
     /// configuration) and answers the request that proposed it here.
     fn apply(&mut self, e: &rudder_raft::Entry) -> Result<(), Violation> {
-        let raw = self.raw.as_mut().expect("apply runs on a running node");
+        let raw = self.life.raw_mut().expect("apply runs on a running node");
         self.applied = e.index;
-        if e.is_conf_change() {
-            let cc = decode_conf_change(e)
-                .ok()
-                .flatten()
-                .ok_or_else(|| apply_violation(self.id, e.index, "undecodable".into()))?;
-            self.conf_state = raw
-                .apply_conf_change(&cc)
-                .map_err(|err| apply_violation(self.id, e.index, err.to_string()))?;
+        if let Some((cc, cs)) = disk::apply_conf_change(raw, e)? {
+            self.conf_state = cs;
             let adds = |t: ConfChangeType| t == ConfChangeType::AddNode || t == ConfChangeType::AddLearnerNode;
             self.snapshot_now |= cc.changes.iter().any(|c| {
                 ConfChangeType::try_from(c.change_type).is_ok_and(adds)
@@ -354,7 +332,7 @@ impl SimNode {
     /// Snapshots the state machine once a member was added, and compacts
     /// the log once it grew `COMPACT_AFTER` entries past the last snapshot.
     fn maybe_compact(&mut self) -> Result<(), Violation> {
-        let raw = self.raw.as_mut().expect("compaction runs on a running node");
+        let raw = self.life.raw_mut().expect("compaction runs on a running node");
         let applied = self.applied;
         let first = raw.storage().first_index().unwrap_or(1);
         let compact = applied >= first + COMPACT_AFTER;
@@ -368,28 +346,12 @@ impl SimNode {
         let storage = raw.storage_mut();
         storage
             .create_snapshot(applied, Some(self.conf_state.clone()), data)
-            .map_err(|e| storage_violation(id, e))?;
+            .map_err(|e| disk::contract(id, e))?;
         if compact {
             storage
                 .compact(applied - KEEP_AFTER_COMPACT)
-                .map_err(|e| storage_violation(id, e))?;
+                .map_err(|e| disk::contract(id, e))?;
         }
         Ok(())
-    }
-}
-
-fn storage_violation(node: u64, e: rudder_raft::StorageError) -> Violation {
-    Violation {
-        property: "the Ready contract (storage accepts what Ready hands out)",
-        node,
-        detail: e.to_string(),
-    }
-}
-
-fn apply_violation(node: u64, index: u64, why: String) -> Violation {
-    Violation {
-        property: "committed configuration changes apply",
-        node,
-        detail: format!("change at {index}: {why}"),
     }
 }

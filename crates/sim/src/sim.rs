@@ -8,6 +8,7 @@
 //! and a committed proposal within a bounded time, every client answered or
 //! given up, and every member holding the same state.
 
+use crate::disk;
 use crate::faults::{Fault, FaultKinds};
 use crate::format;
 use crate::invariants::{Invariants, Violation};
@@ -20,7 +21,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rudder_raft::{
     ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Config, Message,
-    MessageType, ReadOnlyOption, SnapshotStatus, StateRole, Storage, StorageError,
+    MessageType, ReadOnlyOption, SnapshotStatus, StateRole,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -427,11 +428,7 @@ impl Simulation {
         }
         let nodes = &self.nodes;
         self.inv.check_commit_quorum(raw, |id, index, term| {
-            nodes.get(&id).is_some_and(|n| match n.disk().term(index) {
-                Ok(t) => t == term,
-                Err(StorageError::Compacted { .. }) => true,
-                Err(_) => false,
-            })
+            nodes.get(&id).is_some_and(|n| disk::holds(n.disk(), index, term))
         })
     }
 

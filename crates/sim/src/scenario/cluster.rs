@@ -11,6 +11,7 @@
 use super::commands::{AddNodes, Command, MsgFilter};
 use super::node::{campaign_blocker, Node};
 use super::output::Output;
+use crate::disk;
 use crate::format;
 use crate::invariants::Invariants;
 use rudder_raft::{MemoryStorage, Message, Proposed, RawNode, StateRole};
@@ -140,7 +141,12 @@ impl Cluster {
                 out.line(0, node.summary());
             }
             Command::Restart(id) => {
-                let node = self.node_mut(*id)?;
+                let node = self.nodes.get_mut(id).ok_or(ClusterError::NoSuchNode(*id))?;
+                // What the disk says was committed must agree with what
+                // the cluster committed, as the randomized runs check.
+                if !node.is_up() {
+                    out.check(0, self.inv.on_restart(*id, node.disk()));
+                }
                 node.restart().map_err(|e| ClusterError::Start(*id, e))?;
                 out.line(0, format!("restarted {}", node.summary()));
             }
@@ -274,8 +280,16 @@ impl Cluster {
         let Some(node) = self.nodes.get_mut(&id) else {
             return false;
         };
+        let sent_before = self.net.len();
         let handled = node.handle_ready(&mut self.inv, &mut self.net, out);
         if handled {
+            // Acknowledgements must vouch for the leader's entries.
+            let disk = self.nodes[&id].disk();
+            for m in &self.net[sent_before..] {
+                if let Some(leader) = self.nodes.get(&m.to).and_then(Node::raw) {
+                    out.check(1, self.inv.check_ack(id, disk, leader, m));
+                }
+            }
             self.check(out, 1);
         }
         handled
@@ -390,7 +404,7 @@ impl Cluster {
             };
             out.check(depth, self.inv.check_node(raw));
             let durable = |id: u64, index: u64, term: u64| {
-                nodes.get(&id).is_some_and(|n| n.holds(index, term))
+                nodes.get(&id).is_some_and(|n| disk::holds(n.disk(), index, term))
             };
             out.check(depth, self.inv.check_commit_quorum(raw, durable));
         }

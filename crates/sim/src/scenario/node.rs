@@ -9,10 +9,10 @@
 //! and the commit index beyond the last persisted one.
 
 use super::output::Output;
+use crate::disk::{self, Life};
 use crate::format;
 use crate::invariants::{Invariants, Violation};
 use bytes::Bytes;
-use rudder_raft::confchange::decode_conf_change;
 use rudder_raft::tracker::ProgressState;
 use rudder_raft::{
     ConfState, Config, Entry, HardState, MemoryStorage, Message, Outcome, ProposalOutcome, RawNode,
@@ -27,12 +27,6 @@ pub struct Node {
     app: StateMachine,
     /// The role, term and leader last printed.
     seen: Seen,
-}
-
-/// A node is running, or down with only its disk left.
-enum Life {
-    Up(Box<RawNode<MemoryStorage>>),
-    Down(Box<MemoryStorage>),
 }
 
 /// What the output last said about a node, so each change is told once.
@@ -86,14 +80,6 @@ pub fn role_name(role: StateRole) -> &'static str {
     }
 }
 
-fn contract(node: u64, e: impl std::fmt::Display) -> Violation {
-    Violation {
-        property: "the Ready contract (storage accepts what a Ready hands out)",
-        node,
-        detail: e.to_string(),
-    }
-}
-
 impl Node {
     /// A founding member of a cluster of `voters`, bootstrapped on an
     /// empty disk.
@@ -138,7 +124,7 @@ impl Node {
         Node {
             id: config.id,
             config,
-            life: Life::Up(Box::new(raw)),
+            life: Life::up(raw),
             app: StateMachine::default(),
             seen,
         }
@@ -146,18 +132,12 @@ impl Node {
 
     /// The running node, or `None` while it is down.
     pub fn raw(&self) -> Option<&RawNode<MemoryStorage>> {
-        match &self.life {
-            Life::Up(raw) => Some(raw),
-            Life::Down(_) => None,
-        }
+        self.life.raw()
     }
 
     /// The running node, mutably.
     pub fn raw_mut(&mut self) -> Option<&mut RawNode<MemoryStorage>> {
-        match &mut self.life {
-            Life::Up(raw) => Some(raw),
-            Life::Down(_) => None,
-        }
+        self.life.raw_mut()
     }
 
     /// The node's settings.
@@ -167,37 +147,31 @@ impl Node {
 
     /// The node's disk, up or down.
     pub fn disk(&self) -> &MemoryStorage {
-        match &self.life {
-            Life::Up(raw) => raw.storage(),
-            Life::Down(disk) => disk,
-        }
-    }
-
-    /// Whether node `id`'s disk holds the entry at `index` with `term`
-    /// (or a snapshot past it, which a safe cluster only takes of
-    /// committed entries).
-    pub fn holds(&self, index: u64, term: u64) -> bool {
-        let disk = self.disk();
-        disk.term(index) == Ok(term) || disk.first_index().is_ok_and(|f| index + 1 < f)
+        self.life.disk()
     }
 
     /// Crashes the node: everything but its disk and state machine is lost.
     pub fn crash(&mut self) {
-        if let Life::Up(raw) = &self.life {
-            self.life = Life::Down(Box::new(raw.storage().clone()));
-        }
+        self.life.crash();
     }
 
-    /// Restarts a crashed node from its disk.
+    /// Whether the node is running.
+    pub fn is_up(&self) -> bool {
+        self.life.is_up()
+    }
+
+    /// Restarts a crashed node from its disk; the state machine, stored
+    /// with each apply, says how far the log was applied.
     pub fn restart(&mut self) -> rudder_raft::Result<()> {
-        let Life::Down(disk) = &self.life else {
+        if self.life.is_up() {
             return Ok(());
-        };
+        }
         let mut config = self.config.clone();
         config.applied = self.app.applied;
-        let raw = RawNode::new(&config, (**disk).clone())?;
-        self.seen = observe(&raw);
-        self.life = Life::Up(Box::new(raw));
+        self.life.restart(&config)?;
+        if let Some(raw) = self.life.raw() {
+            self.seen = observe(raw);
+        }
         Ok(())
     }
 
@@ -282,7 +256,7 @@ impl Node {
                 ),
             );
             let applied = raw.storage_mut().apply_snapshot((**snap).clone());
-            out.check(1, applied.map_err(|e| contract(id, e)));
+            out.check(1, applied.map_err(|e| disk::contract(id, e)));
         }
         if !rd.entries.is_empty() {
             out.line(
@@ -290,7 +264,7 @@ impl Node {
                 format!("persist entries={}", format::entries(&rd.entries)),
             );
             let appended = raw.storage_mut().append(&rd.entries);
-            out.check(1, appended.map_err(|e| contract(id, e)));
+            out.check(1, appended.map_err(|e| disk::contract(id, e)));
         }
         if let Some(hs) = rd.hard_state {
             out.line(
@@ -322,7 +296,7 @@ impl Node {
             );
             for e in rd.committed_entries.drain(..) {
                 out.check(1, inv.on_apply(id, &e));
-                let applied = apply(id, raw, &mut self.app, &e, out);
+                let applied = apply(raw, &mut self.app, &e, out);
                 out.check(1, applied);
             }
         }
@@ -563,35 +537,25 @@ fn observe(raw: &RawNode<MemoryStorage>) -> Seen {
 /// configuration change to Raft and the disk (printing the membership it
 /// leads to, when it changes).
 fn apply(
-    id: u64,
     raw: &mut RawNode<MemoryStorage>,
     app: &mut StateMachine,
     e: &Entry,
     out: &mut Output,
 ) -> Result<(), Violation> {
     app.applied = e.index;
-    let failed = |why: String| Violation {
-        property: "committed configuration changes apply",
-        node: id,
-        detail: format!("change at {}: {why}", e.index),
-    };
-    match decode_conf_change(e) {
-        Ok(None) => {
+    let before = raw.raft().tracker.conf_state();
+    match disk::apply_conf_change(raw, e)? {
+        None => {
             if !e.data.is_empty() {
                 app.payloads.push(e.data.clone());
             }
         }
-        Ok(Some(cc)) => {
-            let before = raw.raft().tracker.conf_state();
-            let cs = raw
-                .apply_conf_change(&cc)
-                .map_err(|err| failed(err.to_string()))?;
+        Some((_, cs)) => {
             if cs != before {
                 out.line(1, format!("conf now {}", format::conf_state(&cs)));
             }
             raw.storage_mut().set_conf_state(cs);
         }
-        Err(err) => return Err(failed(err.to_string())),
     }
     Ok(())
 }
