@@ -1,0 +1,638 @@
+//! The write-ahead log: a directory of segment files of
+//! [records](crate::record).
+//!
+//! A segment is named `{seq:016x}-{first_index:016x}.wal`: its sequence
+//! number, and the index the next entry was expected to take when it was
+//! started. Segments are created whole — preallocated, their first records
+//! written and synced under a temporary name, then renamed and the
+//! directory synced — so a segment that exists is never half made. Each
+//! starts with a header record and copies of the hard state and the latest
+//! snapshot marker, so older segments can be removed without losing them.
+//!
+//! [`Wal::save`] writes one `Ready`'s records — a snapshot marker, a
+//! compaction point, entries, the hard state — with one write and at most
+//! one `fdatasync` (group commit). The log is append-only: an entry at
+//! an index already written replaces that entry and everything after it,
+//! both now and when the log is read back, wherever the replaced entries
+//! lie, in this segment or earlier ones.
+//!
+//! Replay ([`Wal::open`]) reads every segment in order. A bad record at the
+//! end of the last segment, with nothing valid after it, is a write torn by
+//! a crash: it was never acknowledged, so it is cut off (and the cut is
+//! reported). Any other bad record, a missing segment, or entries the log
+//! should hold but does not, fail the open with an error naming the file
+//! and offset.
+
+use crate::error::{Error, Result};
+use crate::fs::{File, FileSystem};
+use crate::record::{self, RecordType, HEADER_LEN};
+use bytes::Bytes;
+use prost::Message as _;
+use rudder_raft::{Entry, HardState, SnapshotMetadata};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The format a segment header names; anything else is refused.
+const MAGIC: &str = "rudder-wal";
+/// The segment format version written and understood.
+const VERSION: u32 = 1;
+/// Suffix of a segment being created.
+const TMP_SUFFIX: &str = ".wal.tmp";
+
+/// The first record of a segment.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SegmentHeader {
+    #[prost(string, tag = "1")]
+    magic: String,
+    #[prost(uint32, tag = "2")]
+    version: u32,
+    #[prost(uint64, tag = "3")]
+    seq: u64,
+    #[prost(uint64, tag = "4")]
+    first_index: u64,
+}
+
+/// The log up to `index` (whose entry had `term`) is discarded.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct CompactMarker {
+    /// The last index discarded.
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// The term of the entry at `index`.
+    #[prost(uint64, tag = "2")]
+    pub term: u64,
+}
+
+/// What one [`Wal::save`] writes, in this order, with one write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Batch<'a> {
+    /// A snapshot file now holds this snapshot.
+    pub snapshot: Option<&'a SnapshotMetadata>,
+    /// Discard the log up to here (after the snapshot, before entries,
+    /// so a leader's snapshot followed by its entries replays in order).
+    pub compact: Option<CompactMarker>,
+    /// Entries continuing the log, or replacing its suffix.
+    pub entries: &'a [Entry],
+    /// The new hard state.
+    pub hard_state: Option<&'a HardState>,
+    /// Whether to `fdatasync` before returning.
+    pub sync: bool,
+}
+
+/// How the log is laid out on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// A segment is closed and a new one started once a write would take
+    /// it past this many bytes (a single larger write still fits in one
+    /// segment). Segments are preallocated to this size.
+    pub segment_size: u64,
+}
+
+impl Default for WalOptions {
+    /// 64 MiB segments.
+    fn default() -> WalOptions {
+        WalOptions {
+            segment_size: 64 << 20,
+        }
+    }
+}
+
+/// Where a record lies: the segment, the offset of its header, and its
+/// length including the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The segment's sequence number.
+    pub segment: u64,
+    /// The offset of the record's header in the segment.
+    pub offset: u64,
+    /// The record's length, header included.
+    pub len: u32,
+}
+
+/// An entry of the log as replay found it: its index, term and place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry's term.
+    pub term: u64,
+    /// Where its record lies.
+    pub pos: Position,
+}
+
+/// What replay recovered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovered {
+    /// The last hard state written.
+    pub hard_state: HardState,
+    /// The newest snapshot marker: the snapshot file to load.
+    pub snapshot: Option<SnapshotMetadata>,
+    /// Where the log was last compacted to (`(0, 0)`: never).
+    pub compacted: CompactMarker,
+    /// The entries after `compacted`, in index order, without gaps.
+    pub entries: Vec<Located>,
+    /// Where a torn tail was cut off, if one was: the segment and the
+    /// offset of the torn record.
+    pub torn_tail: Option<(PathBuf, u64)>,
+}
+
+/// An open segment.
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    file: Box<dyn File>,
+}
+
+/// The write-ahead log, open for appending.
+#[derive(Debug)]
+pub struct Wal {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    opts: WalOptions,
+    /// Oldest first; the last is the one written to.
+    segments: Vec<Segment>,
+    /// Where the next record goes in the last segment.
+    offset: u64,
+    /// The index of the last entry written (or the compaction point, if
+    /// later).
+    last_index: u64,
+    /// The last hard state, snapshot marker and compaction point written,
+    /// copied into each new segment.
+    hard_state: HardState,
+    snapshot: Option<SnapshotMetadata>,
+    compacted: CompactMarker,
+    /// Set by a failed write or sync: every later write is refused.
+    poisoned: Option<String>,
+    /// The encoding buffer, kept between saves.
+    buf: Vec<u8>,
+}
+
+/// The path of segment `seq` starting at `first_index` in `dir`.
+fn segment_path(dir: &Path, seq: u64, first_index: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}-{first_index:016x}.wal"))
+}
+
+/// `(seq, first_index)` of a segment file name, `None` if it is not one.
+fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".wal")?;
+    let (seq, first) = stem.split_once('-')?;
+    if seq.len() != 16 || first.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
+}
+
+/// Replay's view of the log as it reads records in order.
+#[derive(Default)]
+struct Replay {
+    rec: Recovered,
+    /// Whether any entry record was read yet.
+    seen_entry: bool,
+}
+
+impl Replay {
+    /// An entry record: it continues the log, or replaces the entry at its
+    /// index and everything after. Only the very first entry read may
+    /// start past the compaction point (older segments were removed);
+    /// whether a compaction read later covers that hole is checked at the
+    /// end.
+    fn entry(&mut self, path: &Path, offset: u64, index: u64, term: u64, pos: Position) -> Result<()> {
+        let c = self.rec.compacted.index;
+        if index <= c {
+            return Ok(()); // discarded already
+        }
+        let entries = &mut self.rec.entries;
+        match (entries.first().map(|e| e.index), entries.last().map(|e| e.index)) {
+            (Some(first), Some(last)) if index >= first => {
+                if index > last + 1 {
+                    return Err(Error::corrupt(
+                        path,
+                        offset,
+                        format!("entry {index} follows entry {last}: a gap in the log"),
+                    ));
+                }
+                entries.truncate((index - first) as usize);
+            }
+            (None, _) if self.seen_entry && index > c + 1 => {
+                return Err(Error::corrupt(
+                    path,
+                    offset,
+                    format!("entry {index} follows the compaction point {c}: a gap in the log"),
+                ));
+            }
+            _ => entries.clear(),
+        }
+        entries.push(Located { index, term, pos });
+        self.seen_entry = true;
+        Ok(())
+    }
+
+    /// A compaction point: entries up to it are dropped. Entries after it
+    /// stay unless the log disagrees with it at its index (a leader's
+    /// snapshot replacing a diverged log).
+    fn compact(&mut self, marker: CompactMarker) {
+        if marker.index <= self.rec.compacted.index {
+            return; // a copy in a segment's preamble
+        }
+        let entries = &mut self.rec.entries;
+        let at = entries.iter().find(|e| e.index == marker.index);
+        if at.is_some_and(|e| e.term != marker.term) {
+            entries.clear();
+        } else {
+            let keep_from = entries.partition_point(|e| e.index <= marker.index);
+            entries.drain(..keep_from);
+        }
+        self.rec.compacted = marker;
+    }
+
+    /// The recovered log, once every segment is read: it must continue
+    /// from the compaction point.
+    fn finish(self, dir: &Path) -> Result<Recovered> {
+        let c = self.rec.compacted.index;
+        if let Some(first) = self.rec.entries.first().filter(|e| e.index != c + 1) {
+            return Err(Error::MissingSegment {
+                dir: dir.to_owned(),
+                reason: format!(
+                    "entries {}..{} are in no segment and no compaction covers them",
+                    c + 1,
+                    first.index
+                ),
+            });
+        }
+        Ok(self.rec)
+    }
+}
+
+impl Wal {
+    /// Opens the log in `dir` (created if missing), replays it, and makes
+    /// it ready to append after the last valid record.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered)> {
+        fs.create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let mut found = Vec::new();
+        for name in fs.list(dir).map_err(|e| Error::io("list", dir, e))? {
+            let path = dir.join(&name);
+            if name.ends_with(TMP_SUFFIX) {
+                // A segment whose creation a crash interrupted: it never
+                // held anything.
+                fs.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                continue;
+            }
+            let Some((seq, first)) = parse_segment_name(&name) else {
+                return Err(Error::NotStorage {
+                    path: dir.to_owned(),
+                    reason: format!("unexpected file {name} among the WAL segments"),
+                });
+            };
+            found.push((seq, first, path));
+        }
+        found.sort();
+        let mut wal = Wal {
+            fs,
+            dir: dir.to_owned(),
+            opts,
+            segments: Vec::new(),
+            offset: 0,
+            last_index: 0,
+            hard_state: HardState::default(),
+            snapshot: None,
+            compacted: CompactMarker::default(),
+            poisoned: None,
+            buf: Vec::new(),
+        };
+        if found.is_empty() {
+            wal.start_segment(1, 1)?;
+            return Ok((wal, Recovered::default()));
+        }
+        for pair in found.windows(2) {
+            if pair[1].0 != pair[0].0 + 1 {
+                return Err(Error::MissingSegment {
+                    dir: dir.to_owned(),
+                    reason: format!(
+                        "segments {} and {} are there but not the ones between",
+                        pair[0].2.display(),
+                        pair[1].2.display()
+                    ),
+                });
+            }
+        }
+        let mut replay = Replay::default();
+        let last = found.len() - 1;
+        for (i, (seq, first, path)) in found.into_iter().enumerate() {
+            let file = wal.fs.open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let end = replay_segment(&mut replay, &*file, &path, seq, first, i == last)?;
+            if i == last {
+                wal.offset = end;
+            }
+            wal.segments.push(Segment { seq, path, file });
+        }
+        let rec = replay.finish(dir)?;
+        if let Some((path, offset)) = &rec.torn_tail {
+            let seg = wal.segments.last_mut().expect("replayed at least one segment");
+            // Zero what the torn write left, so the next write starts clean.
+            seg.file
+                .set_len(*offset)
+                .and_then(|()| seg.file.allocate(wal.opts.segment_size.max(*offset)))
+                .and_then(|()| seg.file.sync_all())
+                .map_err(|e| Error::io("cut the torn tail of", path, e))?;
+            tracing::warn!(segment = %path.display(), offset, "cut off a torn write at the end of the log");
+        }
+        wal.hard_state = rec.hard_state;
+        wal.snapshot = rec.snapshot.clone();
+        wal.compacted = rec.compacted;
+        wal.last_index = rec.entries.last().map_or(rec.compacted.index, |e| e.index);
+        Ok((wal, rec))
+    }
+
+    /// Writes `batch` with one write, and syncs once if it asks. Returns
+    /// where each of its entries' records lies.
+    ///
+    /// The entries must continue the log or replace part of it: the first
+    /// may not lie past the last index (after the batch's compaction)
+    /// plus one.
+    pub fn save(&mut self, batch: &Batch<'_>) -> Result<Vec<Position>> {
+        self.check_writable()?;
+        let last_index = match batch.compact {
+            Some(c) => self.last_index.max(c.index),
+            None => self.last_index,
+        };
+        if let Some(first) = batch.entries.first() {
+            if first.index > last_index + 1 || first.index == 0 {
+                return Err(Error::InvalidWrite(format!(
+                    "entry {} would leave a gap after the last index {last_index}",
+                    first.index
+                )));
+            }
+        }
+        if let Some(e) = batch.entries.iter().find(|e| e.encoded_len() > record::MAX_PAYLOAD) {
+            return Err(Error::InvalidWrite(format!(
+                "entry {} of {} bytes exceeds the record limit of {}",
+                e.index,
+                e.encoded_len(),
+                record::MAX_PAYLOAD
+            )));
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if let Some(meta) = batch.snapshot {
+            record::encode_message(&mut buf, RecordType::Snapshot, meta);
+        }
+        if let Some(c) = &batch.compact {
+            record::encode_message(&mut buf, RecordType::Compact, c);
+        }
+        let entries_at = buf.len();
+        let mut lens = Vec::with_capacity(batch.entries.len());
+        for e in batch.entries {
+            let start = buf.len();
+            record::encode_message(&mut buf, RecordType::Entry, e);
+            lens.push((buf.len() - start) as u32);
+        }
+        if let Some(hs) = batch.hard_state {
+            record::encode_message(&mut buf, RecordType::HardState, hs);
+        }
+        let rotated = if self.offset + buf.len() as u64 > self.opts.segment_size && self.offset > self.header_len() {
+            self.rotate()
+        } else {
+            Ok(())
+        };
+        let result = rotated.and_then(|()| self.write_at_end(&buf, batch.sync));
+        let start = self.offset - (buf.len() as u64) * u64::from(result.is_ok());
+        self.buf = buf;
+        result?;
+        if let Some(meta) = batch.snapshot {
+            self.snapshot = Some(meta.clone());
+        }
+        if let Some(c) = batch.compact {
+            self.compacted = c;
+        }
+        if let Some(hs) = batch.hard_state {
+            self.hard_state = *hs;
+        }
+        self.last_index = batch.entries.last().map_or(last_index, |e| e.index);
+        let segment = self.segments.last().expect("a log has a segment").seq;
+        let mut offset = start + entries_at as u64;
+        Ok(lens
+            .into_iter()
+            .map(|len| {
+                let pos = Position { segment, offset, len };
+                offset += u64::from(len);
+                pos
+            })
+            .collect())
+    }
+
+    /// Makes everything written durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_writable()?;
+        self.write_at_end(&[], true)
+    }
+
+    /// Reads the entry whose record lies at `pos`, checking it again.
+    pub fn read(&self, pos: Position) -> Result<Entry> {
+        let seg = self
+            .segments
+            .binary_search_by_key(&pos.segment, |s| s.seq)
+            .map(|i| &self.segments[i])
+            .map_err(|_| Error::InvalidWrite(format!("segment {} was removed", pos.segment)))?;
+        let mut buf = vec![0; pos.len as usize];
+        seg.file
+            .read_exact_at(&mut buf, pos.offset)
+            .map_err(|e| Error::io("read", &seg.path, e))?;
+        let rec = record::Reader::new(&buf)
+            .next_record()
+            .map_err(|bad| Error::corrupt(&seg.path, pos.offset, bad.reason))?;
+        match rec {
+            Some(r) if r.kind == RecordType::Entry => Entry::decode(r.payload)
+                .map_err(|e| Error::corrupt(&seg.path, pos.offset, format!("entry record: {e}"))),
+            _ => Err(Error::corrupt(&seg.path, pos.offset, "no entry record here")),
+        }
+    }
+
+    /// Removes every segment older than `seq` (never the one written to),
+    /// and syncs the directory.
+    pub fn purge_before(&mut self, seq: u64) -> Result<()> {
+        let active = self.segments.last().expect("a log has a segment").seq;
+        let cut = self.segments.partition_point(|s| s.seq < seq.min(active));
+        if cut == 0 {
+            return Ok(());
+        }
+        for seg in self.segments.drain(..cut) {
+            self.fs
+                .remove_file(&seg.path)
+                .map_err(|e| Error::io("remove", &seg.path, e))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync", &self.dir, e))
+    }
+
+    /// The sequence numbers of the segments, oldest first.
+    pub fn segments(&self) -> Vec<u64> {
+        self.segments.iter().map(|s| s.seq).collect()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `buf` at the end of the last segment and syncs if asked; any
+    /// failure poisons the log.
+    fn write_at_end(&mut self, buf: &[u8], sync: bool) -> Result<()> {
+        let seg = self.segments.last_mut().expect("a log has a segment");
+        let mut outcome = Ok(());
+        if !buf.is_empty() {
+            outcome = seg
+                .file
+                .write_all_at(buf, self.offset)
+                .map_err(|e| Error::io("write", &seg.path, e));
+        }
+        if outcome.is_ok() && sync {
+            outcome = seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e));
+        }
+        if let Err(e) = &outcome {
+            self.poisoned = Some(e.to_string());
+        } else {
+            self.offset += buf.len() as u64;
+        }
+        outcome
+    }
+
+    /// The bytes a fresh segment starts with.
+    fn header_len(&self) -> u64 {
+        self.segment_preamble(0, 0).len() as u64
+    }
+
+    /// A segment's first records: its header, the hard state and the
+    /// snapshot marker (so removing older segments loses neither).
+    fn segment_preamble(&self, seq: u64, first_index: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let header = SegmentHeader {
+            magic: MAGIC.into(),
+            version: VERSION,
+            seq,
+            first_index,
+        };
+        record::encode_message(&mut buf, RecordType::SegmentHeader, &header);
+        record::encode_message(&mut buf, RecordType::HardState, &self.hard_state);
+        if let Some(s) = &self.snapshot {
+            record::encode_message(&mut buf, RecordType::Snapshot, s);
+        }
+        record::encode_message(&mut buf, RecordType::Compact, &self.compacted);
+        buf
+    }
+
+    /// Syncs the current segment and starts the next.
+    fn rotate(&mut self) -> Result<()> {
+        self.write_at_end(&[], true)?;
+        let seq = self.segments.last().expect("a log has a segment").seq + 1;
+        let first = self.last_index + 1;
+        self.start_segment(seq, first)
+            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+    }
+
+    /// Creates segment `seq` whole: preallocated, preamble written and
+    /// synced under a temporary name, renamed, directory synced.
+    fn start_segment(&mut self, seq: u64, first_index: u64) -> Result<()> {
+        let path = segment_path(&self.dir, seq, first_index);
+        let tmp = self.dir.join(format!("{seq:016x}-{first_index:016x}{TMP_SUFFIX}"));
+        let preamble = self.segment_preamble(seq, first_index);
+        let mut file = self.fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        file.allocate(self.opts.segment_size)
+            .and_then(|()| file.write_all_at(&preamble, 0))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("prepare segment", &tmp, e))?;
+        self.fs.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync", &self.dir, e))?;
+        self.segments.push(Segment { seq, path, file });
+        self.offset = preamble.len() as u64;
+        Ok(())
+    }
+}
+
+/// Reads one segment's records into `replay`; returns the offset after the
+/// last valid record. A torn tail is allowed only in the last segment.
+fn replay_segment(
+    replay: &mut Replay,
+    file: &dyn File,
+    path: &Path,
+    seq: u64,
+    first_index: u64,
+    is_last: bool,
+) -> Result<u64> {
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let len = usize::try_from(len).map_err(|_| Error::corrupt(path, 0, "segment larger than memory"))?;
+    let mut data = vec![0; len];
+    file.read_exact_at(&mut data, 0).map_err(|e| Error::io("read", path, e))?;
+    let data = Bytes::from(data);
+    let mut reader = record::Reader::new(&data);
+    let mut first = true;
+    loop {
+        let rec = match reader.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(bad) if bad.torn && is_last && !first => {
+                replay.rec.torn_tail = Some((path.to_owned(), bad.offset as u64));
+                return Ok(bad.offset as u64);
+            }
+            Err(bad) => return Err(Error::corrupt(path, bad.offset as u64, bad.reason)),
+        };
+        let offset = rec.offset as u64;
+        let payload = data.slice_ref(rec.payload);
+        let bad_payload = |what: &str, e: prost::DecodeError| Error::corrupt(path, offset, format!("{what} record: {e}"));
+        if first {
+            let header = SegmentHeader::decode(payload).map_err(|e| bad_payload("segment header", e))?;
+            if rec.kind != RecordType::SegmentHeader || header.magic != MAGIC {
+                return Err(Error::corrupt(path, offset, "not a rudder WAL segment"));
+            }
+            if header.version != VERSION {
+                return Err(Error::corrupt(
+                    path,
+                    offset,
+                    format!("segment format version {} (this build reads {VERSION})", header.version),
+                ));
+            }
+            if (header.seq, header.first_index) != (seq, first_index) {
+                return Err(Error::corrupt(
+                    path,
+                    offset,
+                    format!("header names segment {}-{}, not the file's", header.seq, header.first_index),
+                ));
+            }
+            first = false;
+            continue;
+        }
+        match rec.kind {
+            RecordType::Entry => {
+                let len = (HEADER_LEN + rec.payload.len()) as u32;
+                let e = Entry::decode(payload).map_err(|e| bad_payload("entry", e))?;
+                let pos = Position {
+                    segment: seq,
+                    offset,
+                    len,
+                };
+                replay.entry(path, offset, e.index, e.term, pos)?;
+            }
+            RecordType::HardState => {
+                replay.rec.hard_state = HardState::decode(payload).map_err(|e| bad_payload("hard state", e))?;
+            }
+            RecordType::Snapshot => {
+                let meta = SnapshotMetadata::decode(payload).map_err(|e| bad_payload("snapshot", e))?;
+                if replay.rec.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+                    replay.rec.snapshot = Some(meta);
+                }
+            }
+            RecordType::Compact => {
+                let marker = CompactMarker::decode(payload).map_err(|e| bad_payload("compaction", e))?;
+                replay.compact(marker);
+            }
+            RecordType::SegmentHeader => {
+                return Err(Error::corrupt(path, offset, "a second segment header"));
+            }
+        }
+    }
+    if first {
+        return Err(Error::corrupt(path, 0, "segment without a header"));
+    }
+    Ok(reader.position() as u64)
+}
