@@ -44,11 +44,12 @@ type Parser<M> =
     fn(&str) -> Result<Vec<Operation<<M as Model>::Input, <M as Model>::Output>>, ParseError>;
 
 /// Parses and checks every history `dir`'s VERDICTS lists; returns a line
-/// for each that disagrees or does not parse.
+/// for each that disagrees, does not parse, or has a conflicting set that
+/// is linearizable by itself.
 fn check_all<M: Model>(dir: &Path, model: &M, parse: Parser<M>) -> Vec<String>
 where
-    M::Input: Debug,
-    M::Output: Debug,
+    M::Input: Clone + Debug,
+    M::Output: Clone + Debug,
 {
     let mut wrong = Vec::new();
     for (file, expected) in verdicts(dir) {
@@ -68,6 +69,16 @@ where
             Verdict::NotLinearizable(_) => !expected,
             Verdict::Unknown => false,
         };
+        if let Verdict::NotLinearizable(c) = &verdict {
+            let alone: Vec<_> = c.conflict.iter().map(|&i| history[i].clone()).collect();
+            if !matches!(check(model, &alone, None), Verdict::NotLinearizable(_)) {
+                wrong.push(format!(
+                    "{}: the conflicting set alone is linearizable\n{}",
+                    path.display(),
+                    c.describe(&history)
+                ));
+            }
+        }
         if !agrees {
             let detail = match &verdict {
                 Verdict::NotLinearizable(c) => c.describe(&history),

@@ -1,5 +1,6 @@
-//! A fixed-size set of small integers, the linearized-operations half of
-//! the search's cache key.
+//! A fixed-size set of small integers: the linearized operations in the
+//! search's record of explored configurations, and the relaxed operations
+//! of a shrinking counterexample.
 
 /// A set of integers below the capacity it was made with, one bit each, so
 /// that hashing and comparing a set of `n` operations costs `n / 64` words.
@@ -32,6 +33,15 @@ impl Bitset {
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
+
+    /// Whether every element of `self` is in `other`, a set of the same
+    /// capacity.
+    pub(super) fn is_subset(&self, other: &Bitset) -> bool {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .all(|(a, b)| a & !b == 0)
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +64,9 @@ mod tests {
             t.insert(i);
         }
         assert_eq!(s, t);
+        assert!(s.is_subset(&t) && t.is_subset(&s));
+        s.insert(100);
+        assert!(t.is_subset(&s) && !s.is_subset(&t));
+        assert!(Bitset::new(130).is_subset(&t));
     }
 }

@@ -29,7 +29,7 @@
 //! their recorded output, and never requires them: the search succeeds
 //! once every operation with a known return is linearized. This is exactly
 //! their meaning, so it is sound (no false alarms) and complete (no missed
-//! violation) for every model. Two reductions keep the search small
+//! violation) for every model. Three reductions keep the search small
 //! without changing its answer, since they only skip choices some other
 //! choice matches:
 //! - an unknown operation that would leave the state unchanged is not
@@ -37,15 +37,25 @@
 //!   operation's candidacy (it has no return), and keeps it available;
 //! - of unknown operations with equal inputs, only the earliest (by call)
 //!   not yet linearized may be: any linearization using a later one can
-//!   use the earlier one in its place, which real time also allows there.
+//!   use the earlier one in its place, which real time also allows there;
+//! - a configuration is not explored when one with the same operations of
+//!   known outcome and state, but a subset of its unknown ones, was: the
+//!   unknown operations it has used up can only have narrowed its choices.
+//!
+//! When a partition is not linearizable, the counterexample names a small
+//! set of its operations that conflict, found by relaxing the others one
+//! run at a time while the rest stays not linearizable (see
+//! [`Counterexample::conflict`]).
 //!
 //! [`Register`] and [`Kv`] are the sequential models; [`jepsen`] parses the
 //! histories Jepsen records, which come with known verdicts.
 
 mod bitset;
+mod explored;
 pub mod jepsen;
 mod kv;
 mod register;
+mod shrink;
 mod wgl;
 
 #[cfg(test)]
@@ -146,8 +156,27 @@ pub enum Verdict {
 /// outcome. `next` are the operations of known outcome real time allows
 /// right after it (those not in `linearized` called no later than the
 /// earliest return among them): each is rejected by the model there.
+///
+/// `conflict` is usually the most telling part: a few operations that
+/// cannot be ordered whatever the rest of the history returned. Let the
+/// window be the partition's operations called no later than the earliest
+/// return among those not in `linearized` (by themselves not linearizable).
+/// Then `conflict` holds operations of the window, all of known outcome,
+/// that are not linearizable even when every other operation of the window
+/// is relaxed: it may have returned anything, or had no effect at all (if
+/// it had one, still between its call and its return). So they are not
+/// linearizable by themselves either; and relaxing any one of them too
+/// makes the window linearizable, so each is needed (the set is
+/// 1-minimal). The others are relaxed rather than removed because removing,
+/// say, the write a stale read saw would leave a read of a value never
+/// written: a conflict the history does not have. If the step budget of
+/// [`check`] runs out while the set is being shrunk, `conflict` is the
+/// smallest found so far: still not linearizable, but maybe not minimal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counterexample {
+    /// A minimal conflicting set: operations of known outcome that no
+    /// order explains, each one needed; in history order, never empty.
+    pub conflict: Vec<usize>,
     /// The partial linearization, in linearization order; it may include
     /// operations of unknown outcome.
     pub linearized: Vec<usize>,
@@ -158,9 +187,12 @@ pub struct Counterexample {
 
 impl Counterexample {
     /// A multi-line description naming each operation with its client,
-    /// times, input and output, for failure messages.
+    /// times, input and output, for failure messages: the conflicting set
+    /// first, then where the search got stuck.
     pub fn describe<I: Debug, O: Debug>(&self, history: &[Operation<I, O>]) -> String {
-        let mut s = String::from("longest partial linearization:\n");
+        let mut s = String::from("minimal conflicting set (no order explains these):\n");
+        describe_ops(&mut s, history, &self.conflict);
+        s.push_str("longest partial linearization:\n");
         describe_ops(&mut s, history, &self.linearized);
         s.push_str("could come next, but the model rejects each:\n");
         describe_ops(&mut s, history, &self.next);
@@ -215,7 +247,8 @@ impl<O: Debug> fmt::Display for Out<'_, O> {
 /// Checks whether `history` is linearizable with respect to `model`.
 ///
 /// `budget` bounds the search in steps (one step tries one candidate
-/// operation or undoes one choice), summed over all partitions; `None` is
+/// operation or undoes one choice), summed over all partitions and the
+/// shrinking of the counterexample to its conflicting set; `None` is
 /// unbounded. Steps rather than wall-clock time keep the verdict a function
 /// of the history alone, so a simulation run replays identically. Each
 /// partition is searched in order of first appearance; the first one found
@@ -228,10 +261,17 @@ pub fn check<M: Model>(
 ) -> Verdict {
     let mut steps = wgl::Steps::new(budget);
     let mut out_of_budget = false;
+    let none_relaxed = bitset::Bitset::new(0);
     for part in partitions(model, history) {
-        match wgl::search(model, history, &part, &mut steps) {
+        match wgl::search(model, history, &part, &none_relaxed, &mut steps) {
             wgl::Outcome::Linearizable => {}
-            wgl::Outcome::NotLinearizable(c) => return Verdict::NotLinearizable(c),
+            wgl::Outcome::NotLinearizable(stuck) => {
+                return Verdict::NotLinearizable(Counterexample {
+                    conflict: shrink::conflict(model, history, &stuck.called, &mut steps),
+                    linearized: stuck.linearized,
+                    next: stuck.next,
+                })
+            }
             wgl::Outcome::OutOfBudget => out_of_budget = true,
         }
     }

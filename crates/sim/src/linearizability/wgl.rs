@@ -2,21 +2,41 @@
 //! algorithm with Lowe's cache of explored configurations.
 
 use super::bitset::Bitset;
-use super::{Counterexample, Model, Operation};
-use std::collections::{HashMap, HashSet};
+use super::explored::Explored;
+use super::{Model, Operation};
+use std::collections::HashMap;
 use std::hash::Hash;
 
 /// What the search of one partition found.
 pub(super) enum Outcome {
     /// A linearization exists.
     Linearizable,
-    /// None exists; why.
-    NotLinearizable(Counterexample),
+    /// None exists; where the search got stuck.
+    NotLinearizable(Stuck),
     /// The budget ran out first.
     OutOfBudget,
 }
 
-/// The steps the search may still take, shared by all partitions.
+/// Where the search of a partition that is not linearizable got stuck, as
+/// indexes into the history; see [`Counterexample`](super::Counterexample)
+/// for `linearized` and `next`.
+pub(super) struct Stuck {
+    /// A partial linearization with as many operations of known outcome as
+    /// any, in linearization order.
+    pub(super) linearized: Vec<usize>,
+    /// The operations of known outcome that could follow it by real time,
+    /// each rejected by the model; ascending.
+    pub(super) next: Vec<usize>,
+    /// The operations called no later than the earliest return of those
+    /// not in `linearized`; ascending. They are not linearizable by
+    /// themselves: they hold more operations of known outcome than
+    /// `linearized`, and any partial linearization of theirs is one of the
+    /// whole partition, as the others are all called later.
+    pub(super) called: Vec<usize>,
+}
+
+/// The steps the search may still take, shared by all partitions and by
+/// the shrinking of a counterexample.
 pub(super) struct Steps {
     left: Option<u64>,
 }
@@ -50,6 +70,62 @@ struct Event {
     is_return: bool,
     /// The operation, as an index into the partition.
     op: usize,
+}
+
+/// How the search treats an operation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Of known outcome: it takes effect before its return, with the
+    /// output it returned.
+    Known,
+    /// Of known outcome, but relaxed: it takes effect before its return,
+    /// with any output, or it has no effect at all (it is then linearized
+    /// as a no-op, which changes no state).
+    Relaxed,
+    /// Of unknown outcome: it takes effect at any instant after its call,
+    /// with any output, or never.
+    Unknown,
+}
+
+/// The role of each operation of `ops`, those in `relaxed` relaxed.
+fn roles<I, O>(history: &[Operation<I, O>], ops: &[usize], relaxed: &Bitset) -> Vec<Role> {
+    let role = |i: usize| match history[i].ret {
+        None => Role::Unknown,
+        Some(_) if relaxed.contains(i) => Role::Relaxed,
+        Some(_) => Role::Known,
+    };
+    ops.iter().map(|&i| role(i)).collect()
+}
+
+/// The operations linearized so far, as indexes into the partition; those
+/// of unknown outcome apart, for [`Explored`].
+struct Linearized {
+    known: Bitset,
+    unknown: Bitset,
+}
+
+impl Linearized {
+    /// None of `ops` operations.
+    fn new(ops: usize) -> Linearized {
+        Linearized {
+            known: Bitset::new(ops),
+            unknown: Bitset::new(ops),
+        }
+    }
+
+    /// Adds `op`, of role `role`.
+    fn insert(&mut self, op: usize, role: Role) {
+        match role {
+            Role::Unknown => self.unknown.insert(op),
+            Role::Known | Role::Relaxed => self.known.insert(op),
+        }
+    }
+
+    /// Removes `op`.
+    fn remove(&mut self, op: usize) {
+        self.known.remove(op);
+        self.unknown.remove(op);
+    }
 }
 
 /// The partition's events in time order: a call, and a return for each
@@ -160,55 +236,66 @@ impl List {
 fn twins<I: Eq + Hash, O>(
     history: &[Operation<I, O>],
     ops: &[usize],
+    roles: &[Role],
     events: &[Event],
 ) -> Vec<Option<usize>> {
     let mut twin = vec![None; ops.len()];
     let mut latest: HashMap<&I, usize> = HashMap::new();
     for e in events.iter().filter(|e| !e.is_return) {
-        let o = &history[ops[e.op]];
-        if o.ret.is_none() {
-            twin[e.op] = latest.insert(&o.input, e.op);
+        if roles[e.op] == Role::Unknown {
+            twin[e.op] = latest.insert(&history[ops[e.op]].input, e.op);
         }
     }
     twin
 }
 
-/// The state after `o` from `state`, if linearizing `o` there is worth
-/// exploring: the model accepts it, and, if its outcome is unknown, it
-/// changes the state (one that changes nothing may as well never happen).
+/// The state after `o`, of role `role`, takes effect from `state`, if
+/// linearizing it there is worth exploring: the model accepts it, and, if
+/// its outcome is unknown, it changes the state (one that changes nothing
+/// may as well never happen).
 fn apply<M: Model>(
     model: &M,
     state: &M::State,
     o: &Operation<M::Input, M::Output>,
+    role: Role,
 ) -> Option<M::State> {
-    match o.ret {
-        Some(_) => model.step(state, &o.input, o.output.as_ref()),
-        None => model.step(state, &o.input, None).filter(|s| s != state),
+    match role {
+        Role::Known => model.step(state, &o.input, o.output.as_ref()),
+        Role::Relaxed => model.step(state, &o.input, None),
+        Role::Unknown => model.step(state, &o.input, None).filter(|s| s != state),
     }
 }
 
 /// Searches for a linearization of the operations `ops` (indexes into
-/// `history`, one partition, ascending).
+/// `history`, one partition, ascending), relaxing those of known outcome in
+/// `relaxed` (history indexes): each may return anything or have no effect,
+/// so that the shrinking of a counterexample can tell which are needed.
 pub(super) fn search<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
     ops: &[usize],
+    relaxed: &Bitset,
     steps: &mut Steps,
 ) -> Outcome {
+    let roles = roles(history, ops, relaxed);
     let mut list = List::new(events(history, ops), ops.len());
-    let twin = twins(history, ops, &list.events);
+    let twin = twins(history, ops, &roles, &list.events);
     // Operations with a known return not yet linearized; the search is done
     // when none is left, as the unknown ones may never take effect.
     let mut required = list.events.iter().filter(|e| e.is_return).count();
     let mut state = model.init();
-    let mut linearized = Bitset::new(ops.len());
-    let mut seen: HashSet<(Bitset, M::State)> = HashSet::new();
-    // The call nodes linearized, in order, with the state before each.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut linearized = Linearized::new(ops.len());
+    let mut explored = Explored::new();
+    // The call nodes linearized, in order, with the state before each and
+    // whether it went as a no-op.
+    let mut stack: Vec<(usize, M::State, bool)> = Vec::new();
     // The stack when `required` was first at its lowest.
     let mut longest: Vec<usize> = Vec::new();
     let mut fewest_required = required;
     let mut node = list.next[HEAD];
+    // Whether to try `node` as a no-op: a relaxed operation whose effect
+    // was tried already.
+    let mut noop = false;
     loop {
         if required == 0 {
             return Outcome::Linearizable;
@@ -221,72 +308,95 @@ pub(super) fn search<M: Model>(
             // A return (its operation must come first) or the end of the
             // list: no further candidate, so undo the latest choice.
             _ => {
-                let Some((call_node, before)) = stack.pop() else {
-                    return Outcome::NotLinearizable(counterexample(history, &list, ops, &longest));
+                let Some((call_node, before, was_noop)) = stack.pop() else {
+                    return Outcome::NotLinearizable(stuck(&list, ops, &roles, &longest));
                 };
                 state = before;
                 list.unlift(call_node);
-                if let Some(call) = list.event(call_node) {
-                    linearized.remove(call.op);
+                let call = list.event(call_node).map(|call| call.op);
+                if let Some(op) = call {
+                    linearized.remove(op);
                 }
                 if list.ret_node[call_node].is_some() {
                     required += 1;
                 }
-                node = list.next[call_node];
+                // A relaxed operation's effect has been explored; its no-op
+                // is next.
+                noop = !was_noop && call.is_some_and(|op| roles[op] == Role::Relaxed);
+                node = if noop {
+                    call_node
+                } else {
+                    list.next[call_node]
+                };
                 continue;
             }
         };
         let o = &history[ops[call.op]];
+        let role = roles[call.op];
         // An unknown operation waits for its earlier twin to go first.
-        let twin_waits = twin[call.op].is_some_and(|t| !linearized.contains(t));
-        let after = if twin_waits {
+        let twin_waits = twin[call.op].is_some_and(|t| !linearized.unknown.contains(t));
+        let after = if noop {
+            Some(state.clone())
+        } else if twin_waits {
             None
         } else {
-            apply(model, &state, o)
+            apply(model, &state, o, role)
         };
         if let Some(after) = after {
-            linearized.insert(call.op);
-            if seen.insert((linearized.clone(), after.clone())) {
-                stack.push((node, std::mem::replace(&mut state, after)));
+            linearized.insert(call.op, role);
+            if explored.insert(&linearized.known, &linearized.unknown, &after) {
+                stack.push((node, std::mem::replace(&mut state, after), noop));
                 list.lift(node);
-                if o.ret.is_some() {
+                if role != Role::Unknown {
                     required -= 1;
                     if required < fewest_required {
                         fewest_required = required;
-                        longest = stack.iter().map(|&(n, _)| n).collect();
+                        longest = stack.iter().map(|&(n, _, _)| n).collect();
                     }
                 }
                 node = list.next[HEAD];
+                noop = false;
                 continue;
             }
             linearized.remove(call.op);
         }
-        node = list.next[node];
+        if role == Role::Relaxed && !noop {
+            noop = true;
+        } else {
+            node = list.next[node];
+            noop = false;
+        }
     }
 }
 
-/// The counterexample for `longest`, the call nodes of a partial
-/// linearization with as many operations of known outcome as any.
-fn counterexample<I, O>(
-    history: &[Operation<I, O>],
-    list: &List,
-    ops: &[usize],
-    longest: &[usize],
-) -> Counterexample {
+/// Where the search got stuck, given `longest`, the call nodes of a
+/// partial linearization with as many operations of known outcome as any.
+fn stuck(list: &List, ops: &[usize], roles: &[Role], longest: &[usize]) -> Stuck {
     let mut done = Bitset::new(ops.len());
     let mut linearized = Vec::with_capacity(longest.len());
     for call in longest.iter().filter_map(|&n| list.event(n)) {
         done.insert(call.op);
         linearized.push(ops[call.op]);
     }
-    let mut next: Vec<usize> = list
+    // The calls before the earliest return not in `longest`.
+    let calls: Vec<Event> = list
         .events
         .iter()
-        .filter(|e| !done.contains(e.op))
-        .take_while(|e| !e.is_return)
+        .take_while(|e| !e.is_return || done.contains(e.op))
+        .filter(|e| !e.is_return)
+        .copied()
+        .collect();
+    let mut next: Vec<usize> = calls
+        .iter()
+        .filter(|e| !done.contains(e.op) && roles[e.op] != Role::Unknown)
         .map(|e| ops[e.op])
-        .filter(|&i| history[i].ret.is_some())
         .collect();
     next.sort_unstable();
-    Counterexample { linearized, next }
+    let mut called: Vec<usize> = calls.iter().map(|e| ops[e.op]).collect();
+    called.sort_unstable();
+    Stuck {
+        linearized,
+        next,
+        called,
+    }
 }

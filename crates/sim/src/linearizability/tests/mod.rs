@@ -1,7 +1,9 @@
 //! Hand-made histories with known verdicts; random small histories checked
-//! against brute force are in [`random`].
+//! against brute force are in [`random`], minimal conflicting sets in
+//! [`conflict`].
 
 mod brute_force;
+mod conflict;
 mod random;
 
 use super::*;
@@ -116,13 +118,19 @@ fn stale_read_counterexample() {
     let Verdict::NotLinearizable(c) = check(&Register, &h, None) else {
         panic!("a stale read passed");
     };
+    assert_eq!(c.conflict, [0, 1]);
     assert_eq!(c.linearized, [0]);
     assert_eq!(c.next, [1]);
     let text = c.describe(&h);
-    assert!(text.contains("#0 client 0 [0, 1] Write(1)"), "{text}");
-    assert!(
-        text.contains("#1 client 1 [2, 3] Read -> Value(None)"),
-        "{text}"
+    let write = "  #0 client 0 [0, 1] Write(1) -> Done\n";
+    let read = "  #1 client 1 [2, 3] Read -> Value(None)\n";
+    assert_eq!(
+        text,
+        format!(
+            "minimal conflicting set (no order explains these):\n{write}{read}\
+             longest partial linearization:\n{write}\
+             could come next, but the model rejects each:\n{read}"
+        )
     );
 }
 
@@ -267,6 +275,7 @@ fn kv_counterexample_indexes_the_whole_history() {
     let Verdict::NotLinearizable(c) = check(&Kv::default(), &h, None) else {
         panic!("a stale read passed");
     };
+    assert_eq!(c.conflict, [1, 3]);
     assert_eq!((c.linearized, c.next), (vec![1], vec![3]));
 }
 

@@ -1,6 +1,7 @@
 //! Random small histories: the checker must agree with brute force.
 
 use super::brute_force::{assert_counterexample, brute_force};
+use super::conflict::{assert_conflicting, assert_one_minimal, brute_force_relaxed};
 use super::{KvOp, RegisterOp};
 use crate::linearizability::*;
 use rand::rngs::SmallRng;
@@ -168,15 +169,16 @@ fn random_kv_history(rng: &mut SmallRng) -> Vec<KvOp> {
 }
 
 /// Checks `cases` random histories, from seeds `0..cases`, against brute
-/// force: the same verdict, a valid counterexample, and with a small budget
-/// either the same verdict or `Unknown`. Both verdicts must be common.
+/// force: the same verdict, a valid counterexample with a 1-minimal
+/// conflicting set, and with a small budget either `Unknown` or the same
+/// verdict, the conflicting set maybe larger. Both verdicts must be common.
 fn compare_with_brute_force<M: Model>(
     model: &M,
     cases: u64,
     generate: impl Fn(&mut SmallRng) -> Vec<Operation<M::Input, M::Output>>,
 ) where
-    M::Input: Debug,
-    M::Output: Debug,
+    M::Input: Clone + Debug,
+    M::Output: Clone + Debug,
 {
     let mut bad = 0;
     for seed in 0..cases {
@@ -184,22 +186,31 @@ fn compare_with_brute_force<M: Model>(
         let history = generate(&mut rng);
         let why = format!("seed {seed}, history {history:#?}");
         let expected = brute_force(model, &history);
+        let decide = |w: &[usize], r: &[usize]| brute_force_relaxed(model, &history, w, r);
         let verdict = check(model, &history, None);
         match &verdict {
             Verdict::Linearizable => assert!(expected, "{why}: passed"),
             Verdict::NotLinearizable(c) => {
                 assert!(!expected, "{why}: failed with {c:?}");
                 assert_counterexample(model, &history, c, &why);
+                assert_conflicting(model, &history, c, &decide, &why);
+                assert_one_minimal(model, &history, c, &decide, &why);
                 bad += 1;
             }
             Verdict::Unknown => panic!("{why}: Unknown without a budget"),
         }
-        let budget = rng.random_range(0..20);
-        let bounded = check(model, &history, Some(budget));
-        assert!(
-            bounded == verdict || bounded == Verdict::Unknown,
-            "{why}: budget {budget} gave {bounded:?}"
-        );
+        let budget = rng.random_range(0..40);
+        let why = format!("{why}, budget {budget}");
+        match (check(model, &history, Some(budget)), &verdict) {
+            (Verdict::Unknown, _) => {}
+            (Verdict::NotLinearizable(b), Verdict::NotLinearizable(c)) => {
+                assert_eq!((&b.linearized, &b.next), (&c.linearized, &c.next), "{why}");
+                let superset = c.conflict.iter().all(|i| b.conflict.contains(i));
+                assert!(superset, "{why}: {b:?} lost some of {c:?}");
+                assert_conflicting(model, &history, &b, &decide, &why);
+            }
+            (bounded, _) => assert_eq!(&bounded, &verdict, "{why}"),
+        }
     }
     assert!(
         (cases / 5..=cases * 4 / 5).contains(&bad),
