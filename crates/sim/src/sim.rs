@@ -133,6 +133,8 @@ pub struct Report {
     pub refusals: u64,
     /// The clients' history.
     pub history: Vec<Recorded>,
+    /// The events, when the run was traced.
+    pub trace: Vec<String>,
 }
 
 /// A randomized run in progress.
@@ -228,6 +230,7 @@ impl Simulation {
             faults: self.faults,
             refusals: self.workload.refusals,
             history: self.workload.history,
+            trace: self.trace,
         })
     }
 

@@ -10,7 +10,8 @@
 //! - `RUDDER_SIM_SEEDS=n`: run seeds `0..n` instead.
 //! - `RUDDER_SIM_SEED=s`: run only seed `s` (to replay a failure).
 //! - `RUDDER_SIM_TICKS=t`: ticks of faults per run (default 2,600).
-//! - `RUDDER_SIM_TRACE=path`: write the failing run's event trace there.
+//! - `RUDDER_SIM_TRACE=path`: write the run's event trace there (the last
+//!   run's, or the failing one's).
 //!
 //! A failure prints its seed and the command that replays it.
 
@@ -41,7 +42,12 @@ fn run(seed: u64, ticks: u64) -> Report {
     );
     let sim = Simulation::new(cfg).expect("random configurations are valid");
     match panic::catch_unwind(AssertUnwindSafe(|| sim.run())) {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            if let Some(path) = &trace {
+                std::fs::write(path, r.trace.join("\n")).expect("trace file writable");
+            }
+            r
+        }
         Ok(Err(f)) => {
             if let Some(path) = &trace {
                 std::fs::write(path, f.trace.join("\n")).expect("trace file writable");
