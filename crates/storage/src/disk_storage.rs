@@ -135,11 +135,19 @@ impl DiskStorage {
     }
 
     /// Saves one Ready's entries and hard state with one write, synced if
-    /// `must_sync`. Entries the log already compacted are skipped; an entry
-    /// at an index already held replaces it and everything after it.
+    /// `must_sync`. Entries the log already compacted, or already holds
+    /// with the same term, are skipped; an entry at an index held with
+    /// another term replaces it and everything after it. (Unlike
+    /// `MemoryStorage::append`, a save of held entries does not drop the
+    /// entries after them: the core never asks for that.)
     pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry], must_sync: bool) -> Result<()> {
         let skip = (self.compacted.index + 1).saturating_sub(entries.first().map_or(0, |e| e.index));
         let entries = entries.get(skip as usize..).unwrap_or(&[]);
+        // Entries held already (same index and term: the same entry, by
+        // log matching) are not written again: rewriting them would put
+        // durable entries at the mercy of a torn write.
+        let held = entries.iter().take_while(|e| self.term(e.index) == Ok(e.term)).count();
+        let entries = &entries[held..];
         let positions = self.wal.save(&Batch {
             entries,
             hard_state,
@@ -210,9 +218,11 @@ impl DiskStorage {
             hs.term = meta.term;
             hs.vote = 0;
         }
+        let keeps_log = self.term(meta.index) == Ok(meta.term);
         let marker = CompactMarker {
             index: meta.index,
             term: meta.term,
+            replace: !keeps_log,
         };
         self.wal.save(&Batch {
             snapshot: Some(&meta),
@@ -222,8 +232,7 @@ impl DiskStorage {
             ..Batch::default()
         })?;
         self.hard_state = hs;
-        let keeps_log = self.term(meta.index) == Ok(meta.term);
-        self.discard_through(marker, keeps_log);
+        self.discard_through(marker);
         self.set_snapshot(meta, path);
         self.purge()
     }
@@ -279,13 +288,17 @@ impl DiskStorage {
         let term = self
             .term(index)
             .map_err(|e| Error::InvalidWrite(format!("compacting through {index}: {e}")))?;
-        let marker = CompactMarker { index, term };
+        let marker = CompactMarker {
+            index,
+            term,
+            replace: false,
+        };
         self.wal.save(&Batch {
             compact: Some(marker),
             sync: true,
             ..Batch::default()
         })?;
-        self.discard_through(marker, true);
+        self.discard_through(marker);
         self.purge()
     }
 
@@ -295,12 +308,12 @@ impl DiskStorage {
     }
 
     /// Drops the entries through `marker` from memory, and those after it
-    /// too unless `keep_after`.
-    fn discard_through(&mut self, marker: CompactMarker, keep_after: bool) {
-        let drop = if keep_after {
-            (marker.index - self.compacted.index) as usize
-        } else {
+    /// too if it replaces the log.
+    fn discard_through(&mut self, marker: CompactMarker) {
+        let drop = if marker.replace {
             self.index.len()
+        } else {
+            (marker.index - self.compacted.index) as usize
         };
         self.index.drain(..drop.min(self.index.len()));
         self.compacted = marker;

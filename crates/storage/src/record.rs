@@ -143,7 +143,9 @@ impl<'a> Reader<'a> {
     /// its checks, after which the reader stays put.
     pub fn next_record(&mut self) -> Result<Option<Record<'a>>, BadRecord> {
         let rest = &self.buf[self.pos..];
-        if rest.is_empty() || (rest.len() >= HEADER_LEN && rest[..HEADER_LEN].iter().all(|&b| b == 0)) {
+        // Zeros (a full header's worth, or all that is left) are the
+        // unwritten rest of a preallocated segment.
+        if rest[..rest.len().min(HEADER_LEN)].iter().all(|&b| b == 0) {
             return Ok(None);
         }
         if rest.len() < HEADER_LEN {
@@ -290,6 +292,16 @@ mod tests {
                 assert!(!clean, "flip of bit {bit} in byte {byte} went unnoticed");
             }
         }
+    }
+
+    #[test]
+    fn fewer_zeros_than_a_header_end_the_log_too() {
+        let mut buf = two_records();
+        let end = buf.len();
+        buf.extend_from_slice(&[0; 5]);
+        let mut r = Reader::new(&buf);
+        while r.next_record().unwrap().is_some() {}
+        assert_eq!(r.position(), end);
     }
 
     #[test]

@@ -52,7 +52,8 @@ struct SegmentHeader {
     first_index: u64,
 }
 
-/// The log up to `index` (whose entry had `term`) is discarded.
+/// The log up to `index` (whose entry had `term`) is discarded, and with
+/// `replace` everything after it too.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub struct CompactMarker {
     /// The last index discarded.
@@ -61,6 +62,11 @@ pub struct CompactMarker {
     /// The term of the entry at `index`.
     #[prost(uint64, tag = "2")]
     pub term: u64,
+    /// A leader's snapshot replaced the whole log: the entries after
+    /// `index` are discarded as well. Said explicitly, because the entry
+    /// that shows the log diverged may lie in a segment already removed.
+    #[prost(bool, tag = "3")]
+    pub replace: bool,
 }
 
 /// What one [`Wal::save`] writes, in this order, with one write.
@@ -228,16 +234,14 @@ impl Replay {
         Ok(())
     }
 
-    /// A compaction point: entries up to it are dropped. Entries after it
-    /// stay unless the log disagrees with it at its index (a leader's
-    /// snapshot replacing a diverged log).
+    /// A compaction point: entries up to it are dropped, and those after it
+    /// too if it replaced the log.
     fn compact(&mut self, marker: CompactMarker) {
         if marker.index <= self.rec.compacted.index {
             return; // a copy in a segment's preamble
         }
         let entries = &mut self.rec.entries;
-        let at = entries.iter().find(|e| e.index == marker.index);
-        if at.is_some_and(|e| e.term != marker.term) {
+        if marker.replace {
             entries.clear();
         } else {
             let keep_from = entries.partition_point(|e| e.index <= marker.index);
@@ -353,6 +357,7 @@ impl Wal {
     pub fn save(&mut self, batch: &Batch<'_>) -> Result<Vec<Position>> {
         self.check_writable()?;
         let last_index = match batch.compact {
+            Some(c) if c.replace => c.index,
             Some(c) => self.last_index.max(c.index),
             None => self.last_index,
         };

@@ -56,3 +56,9 @@ pub fn all(s: &DiskStorage) -> Vec<Entry> {
 pub fn hs(term: u64, vote: u64, commit: u64) -> HardState {
     HardState { term, vote, commit }
 }
+
+/// Opens the storage in `DIR` on `fs`, returning the error rather than
+/// panicking (for tests that report a failed open with more context).
+pub fn try_open(fs: &MemFs, opts: Options) -> rudder_storage::Result<DiskStorage> {
+    DiskStorage::open(Arc::new(fs.clone()) as Arc<dyn FileSystem>, Path::new(DIR), opts)
+}
