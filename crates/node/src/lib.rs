@@ -161,6 +161,7 @@
 
 mod error;
 mod node;
+pub mod runtime;
 mod storage;
 
 pub use error::NodeError;

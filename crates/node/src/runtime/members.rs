@@ -1,0 +1,141 @@
+//! Who the members are and where to reach them, and the snapshot envelope
+//! that keeps that knowledge across log compaction.
+//!
+//! A member's addresses travel in the context of the configuration change
+//! that adds it, so every node learns them from the log; a snapshot holds
+//! them too, beside the state machine's data, since the changes it covers
+//! are compacted away. Founding members are known from the configuration.
+
+use bytes::Bytes;
+use prost::Message as _;
+use rudder_raft::{ConfChangeType, ConfChangeV2};
+use std::collections::BTreeMap;
+
+/// Where a member listens.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PeerInfo {
+    /// Its Raft (peer-to-peer) address, `host:port`.
+    #[prost(string, tag = "1")]
+    pub raft_addr: String,
+    /// Its client (HTTP) address, `host:port`.
+    #[prost(string, tag = "2")]
+    pub http_addr: String,
+}
+
+/// One member in a snapshot envelope.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MemberRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(message, optional, tag = "2")]
+    info: Option<PeerInfo>,
+}
+
+/// A snapshot's data: the members' addresses and the state machine's own
+/// snapshot.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Envelope {
+    #[prost(message, repeated, tag = "1")]
+    members: Vec<MemberRecord>,
+    #[prost(bytes = "bytes", tag = "2")]
+    state: Bytes,
+}
+
+/// The address book: every member's addresses, by ID.
+pub type Members = BTreeMap<u64, PeerInfo>;
+
+/// Encodes a snapshot's data from the members and the state machine's
+/// snapshot.
+pub fn seal(members: &Members, state: Bytes) -> Bytes {
+    let envelope = Envelope {
+        members: members
+            .iter()
+            .map(|(&id, info)| MemberRecord {
+                id,
+                info: Some(info.clone()),
+            })
+            .collect(),
+        state,
+    };
+    Bytes::from(envelope.encode_to_vec())
+}
+
+/// Decodes a snapshot's data into the members and the state machine's
+/// snapshot. An empty snapshot (none taken yet) is no members and no state.
+pub fn open(data: &[u8]) -> Result<(Members, Bytes), prost::DecodeError> {
+    let envelope = Envelope::decode(data)?;
+    let members = envelope
+        .members
+        .into_iter()
+        .map(|m| (m.id, m.info.unwrap_or_default()))
+        .collect();
+    Ok((members, envelope.state))
+}
+
+/// The context of a change adding a member: its addresses.
+pub fn context_for(info: &PeerInfo) -> Bytes {
+    Bytes::from(info.encode_to_vec())
+}
+
+/// What a committed change does to the address book: members added or
+/// updated (with the addresses in its context, when it has one) and
+/// removed.
+pub fn changes(cc: &ConfChangeV2) -> (Vec<(u64, Option<PeerInfo>)>, Vec<u64>) {
+    let info = (!cc.context.is_empty())
+        .then(|| PeerInfo::decode(&cc.context[..]).ok())
+        .flatten();
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for c in &cc.changes {
+        match ConfChangeType::try_from(c.change_type) {
+            Ok(ConfChangeType::AddNode | ConfChangeType::AddLearnerNode | ConfChangeType::UpdateNode) => {
+                added.push((c.node_id, info.clone()));
+            }
+            Ok(ConfChangeType::RemoveNode) => removed.push(c.node_id),
+            Err(_) => {}
+        }
+    }
+    (added, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rudder_raft::ConfChangeSingle;
+
+    fn info(n: u16) -> PeerInfo {
+        PeerInfo {
+            raft_addr: format!("127.0.0.1:{n}"),
+            http_addr: format!("127.0.0.1:{}", n + 1),
+        }
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_empty_is_nothing() {
+        let members = Members::from([(1, info(10)), (2, info(20))]);
+        let (m, state) = open(&seal(&members, Bytes::from_static(b"kv"))).unwrap();
+        assert_eq!((m, &state[..]), (members, &b"kv"[..]));
+        let (m, state) = open(&[]).unwrap();
+        assert!(m.is_empty() && state.is_empty());
+        assert!(open(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_change_names_what_it_adds_and_removes() {
+        let cc = ConfChangeV2 {
+            changes: vec![
+                ConfChangeSingle {
+                    change_type: ConfChangeType::AddLearnerNode as i32,
+                    node_id: 4,
+                },
+                ConfChangeSingle {
+                    change_type: ConfChangeType::RemoveNode as i32,
+                    node_id: 2,
+                },
+            ],
+            context: context_for(&info(40)),
+            ..Default::default()
+        };
+        assert_eq!(changes(&cc), (vec![(4, Some(info(40)))], vec![2]));
+    }
+}
