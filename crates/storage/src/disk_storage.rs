@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::snap::{SnapshotStore, DEFAULT_KEEP};
-use crate::wal::{Batch, CompactMarker, Located, Wal, WalOptions};
+use crate::wal::{Batch, CompactMarker, Located, Position, Wal, WalOptions};
 use rudder_raft::storage_writes::hard_state_of;
 use rudder_raft::{
     ConfState, Entry, HardState, Message, RaftState, Snapshot, SnapshotMetadata, Storage, StorageError,
@@ -407,19 +407,24 @@ impl DiskStorage {
 
     /// Decodes the newest entries into the cache, up to its budget.
     fn fill_cache(&mut self) -> Result<()> {
-        let mut newest = Vec::new();
-        let mut size = 0;
-        for loc in self.index.iter().rev() {
-            let e = self.wal.read(loc.pos)?;
-            size += e.accounted_size();
-            if size > self.opts.cache_bytes {
-                break;
-            }
-            newest.push(e);
-        }
+        // Records are a little smaller than entries count for, so this
+        // takes a little more than the budget; `evict` trims it.
+        let mut bytes = 0;
+        let tail = self
+            .index
+            .iter()
+            .rev()
+            .take_while(|loc| {
+                bytes += u64::from(loc.pos.len);
+                bytes <= self.opts.cache_bytes
+            })
+            .count();
+        let positions: Vec<Position> = self.index.range(self.index.len() - tail..).map(|loc| loc.pos).collect();
+        let newest = self.wal.read_many(&positions)?;
         self.cache_first = self.last_index_inner() + 1 - newest.len() as u64;
         self.cache_size = newest.iter().map(Entry::accounted_size).sum();
-        self.cache = newest.into_iter().rev().collect();
+        self.cache = newest.into();
+        self.evict();
         Ok(())
     }
 
