@@ -1,0 +1,14 @@
+//! # rudder-kv: the replicated key-value server
+//!
+//! A key-value map replicated with Raft ([`store`]), served over HTTP/1.1
+//! with JSON ([`api`]), one process per member ([`server`]), plus the
+//! command line's client commands ([`client`]), a local demo cluster
+//! ([`demo`]) and a load generator ([`bench`]).
+
+pub mod api;
+pub mod bench;
+pub mod client;
+pub mod demo;
+pub mod logging;
+pub mod server;
+pub mod store;

@@ -1,0 +1,312 @@
+//! One member of a cluster as a process: durable storage in its data
+//! directory, the TCP transport to its peers, the runtime, and the HTTP
+//! API — started together and stopped together.
+
+use crate::api;
+use crate::store::KvStore;
+use anyhow::{bail, Context};
+use rudder_node::runtime::{Inbox, Members, Network, NetworkEvent, PeerInfo, Runtime, RuntimeConfig};
+use rudder_raft::Message;
+use rudder_storage::fs::{FileSystem, OsFs};
+use rudder_storage::{DiskStorage, Options};
+use rudder_transport::{Transport, TransportConfig, TransportEvent};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// `rudder serve`: one member of a cluster.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// This member's ID (a positive number, unique in the cluster).
+    #[arg(long)]
+    pub id: u64,
+    /// Where to listen for peers.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    pub raft_addr: String,
+    /// Where to listen for clients (HTTP).
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub http_addr: String,
+    /// The founding members, `ID=RAFT_ADDR[/HTTP_ADDR]`, comma-separated,
+    /// this one included (a missing HTTP address is the Raft address with
+    /// the port one lower, as in 2380 → 2379). With `--join`: members of
+    /// the running cluster to reach.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Join a running cluster (a member must add this one first, with
+    /// `POST /v1/members`) instead of founding one.
+    #[arg(long)]
+    pub join: bool,
+    /// Where this member keeps its log and snapshots.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The cluster's ID: peers of another cluster are refused.
+    #[arg(long, default_value_t = 1)]
+    pub cluster_id: u64,
+    /// Milliseconds per Raft tick (election timeout: 10 ticks).
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Take a snapshot after this many entries applied.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot, for slow followers.
+    #[arg(long, default_value_t = 5_000)]
+    pub keep_entries: u64,
+    /// The largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+}
+
+/// Runs `rudder serve` until Ctrl-C.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::from_args(&args)?;
+    let server = Server::start(config).await?;
+    info!(
+        id = args.id,
+        http = %server.http_addr(),
+        raft = %server.raft_addr(),
+        "serving; Ctrl-C stops"
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    info!("stopping");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Parses `ID=RAFT_ADDR[/HTTP_ADDR]`.
+pub fn parse_peer(spec: &str) -> anyhow::Result<(u64, PeerInfo)> {
+    let (id, addrs) = spec
+        .split_once('=')
+        .with_context(|| format!("peer {spec:?}: expected ID=RAFT_ADDR[/HTTP_ADDR]"))?;
+    let id: u64 = id.trim().parse().with_context(|| format!("peer {spec:?}: bad ID"))?;
+    if id == 0 {
+        bail!("peer {spec:?}: IDs start at 1");
+    }
+    let (raft, http) = match addrs.split_once('/') {
+        Some((raft, http)) => (raft.trim().to_owned(), http.trim().to_owned()),
+        None => {
+            let raft = addrs.trim().to_owned();
+            let (host, port) = raft
+                .rsplit_once(':')
+                .with_context(|| format!("peer {spec:?}: address without a port"))?;
+            let port: u16 = port.parse().with_context(|| format!("peer {spec:?}: bad port"))?;
+            let http_port = port
+                .checked_sub(1)
+                .with_context(|| format!("peer {spec:?}: no port below {port} for HTTP"))?;
+            (raft.clone(), format!("{host}:{http_port}"))
+        }
+    };
+    Ok((
+        id,
+        PeerInfo {
+            raft_addr: raft,
+            http_addr: http,
+        },
+    ))
+}
+
+/// Resolves `host:port` to one socket address.
+fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("cannot resolve {addr:?}"))?
+        .next()
+        .with_context(|| format!("{addr:?} resolves to no address"))
+}
+
+/// Everything a member needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This member's ID.
+    pub id: u64,
+    /// The cluster's ID.
+    pub cluster_id: u64,
+    /// Where to listen for peers (port 0: any free port).
+    pub raft_listen: SocketAddr,
+    /// Where to listen for clients.
+    pub http_listen: SocketAddr,
+    /// The founding members (or, joining, the members to reach).
+    pub peers: Members,
+    /// Join a running cluster instead of founding one.
+    pub join: bool,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The runtime's timing and snapshot settings.
+    pub tick: Duration,
+    /// See [`ServeArgs::snapshot_every`].
+    pub snapshot_every: u64,
+    /// See [`ServeArgs::keep_entries`].
+    pub keep_entries: u64,
+    /// See [`ServeArgs::max_body`].
+    pub max_body: usize,
+}
+
+impl ServerConfig {
+    /// The configuration `rudder serve` was given.
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+        if args.id == 0 {
+            bail!("--id: IDs start at 1");
+        }
+        let mut peers = Members::new();
+        for spec in &args.peers {
+            let (id, info) = parse_peer(spec)?;
+            if peers.insert(id, info).is_some() {
+                bail!("--peers names {id} twice");
+            }
+        }
+        if !args.join && !peers.contains_key(&args.id) {
+            bail!("--peers must include this member ({}) when founding a cluster", args.id);
+        }
+        Ok(ServerConfig {
+            id: args.id,
+            cluster_id: args.cluster_id,
+            raft_listen: resolve(&args.raft_addr).context("--raft-addr")?,
+            http_listen: resolve(&args.http_addr).context("--http-addr")?,
+            peers,
+            join: args.join,
+            data_dir: args.data_dir.clone(),
+            tick: Duration::from_millis(args.tick_ms.max(1)),
+            snapshot_every: args.snapshot_every,
+            keep_entries: args.keep_entries,
+            max_body: args.max_body,
+        })
+    }
+}
+
+/// The transport as the runtime's [`Network`].
+struct TransportNetwork(Arc<Transport>);
+
+impl Network for TransportNetwork {
+    fn send(&self, msgs: Vec<Message>) {
+        self.0.send(msgs);
+    }
+
+    fn add_peer(&self, id: u64, info: &PeerInfo) {
+        match resolve(&info.raft_addr) {
+            Ok(addr) => self.0.add_peer(id, addr),
+            Err(e) => warn!(peer = id, "cannot reach the new member: {e:#}"),
+        }
+    }
+
+    fn remove_peer(&self, id: u64) {
+        self.0.remove_peer(id);
+    }
+}
+
+/// A running member.
+pub struct Server {
+    runtime: Runtime<KvStore>,
+    transport: Arc<Transport>,
+    http_addr: SocketAddr,
+    http_stop: Option<oneshot::Sender<()>>,
+    http: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the storage, starts the transport, the runtime and the HTTP
+    /// server.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        let fs: Arc<dyn FileSystem> = Arc::new(OsFs);
+        let storage = DiskStorage::open(fs, &config.data_dir, Options::default())
+            .with_context(|| format!("opening the storage in {}", config.data_dir.display()))?;
+        let (transport, incoming, mut events) =
+            Transport::start(TransportConfig::new(config.id, config.cluster_id, config.raft_listen))
+                .await
+                .context("starting the transport")?;
+        let transport = Arc::new(transport);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let e = match e {
+                    TransportEvent::Unreachable(peer) => NetworkEvent::Unreachable(peer),
+                    TransportEvent::Snapshot { to, status } => NetworkEvent::Snapshot { to, status },
+                };
+                if events_tx.send(e).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut rc = RuntimeConfig::new(config.id);
+        rc.tick = config.tick;
+        rc.snapshot_every = config.snapshot_every;
+        rc.keep_entries = config.keep_entries;
+        rc.peers = config.peers.clone();
+        rc.bootstrap = !config.join;
+        let runtime = Runtime::start(
+            rc,
+            storage,
+            KvStore::default(),
+            TransportNetwork(Arc::clone(&transport)),
+            Inbox {
+                messages: incoming,
+                events: events_rx,
+            },
+        )
+        .context("starting the node")?;
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
+        let http_addr = listener.local_addr().context("the HTTP address")?;
+        let app = api::router(runtime.clone(), config.max_body);
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                warn!("the HTTP server failed: {e}");
+            }
+        });
+        Ok(Server {
+            runtime,
+            transport,
+            http_addr,
+            http_stop: Some(http_stop),
+            http,
+        })
+    }
+
+    /// Where clients reach this member.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where peers reach this member.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// The runtime, to look inside (tests, the demo).
+    pub fn runtime(&self) -> &Runtime<KvStore> {
+        &self.runtime
+    }
+
+    /// Stops serving clients, then the node, then the transport.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        // Requests in flight end with Shutdown once the runtime stops.
+        self.runtime.shutdown().await;
+        let _ = (&mut self.http).await;
+        self.transport.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_with_and_without_http_addresses() {
+        let (id, info) = parse_peer("2=127.0.0.1:3380").unwrap();
+        assert_eq!((id, info.raft_addr.as_str(), info.http_addr.as_str()), (2, "127.0.0.1:3380", "127.0.0.1:3379"));
+        let (_, info) = parse_peer("3=10.0.0.1:7000/10.0.0.1:80").unwrap();
+        assert_eq!(info.http_addr, "10.0.0.1:80");
+        for bad in ["", "x=1:2", "0=127.0.0.1:1", "1", "1=host", "1=host:0", "1=host:port"] {
+            assert!(parse_peer(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}
