@@ -417,12 +417,14 @@ async fn healthz(State(rt): State<Rt>) -> Response {
 async fn metrics(State(rt): State<Rt>) -> Response {
     let m = rt.metrics();
     let l = *rt.leader().borrow();
+    let commit = rt.status().await.map_or(0, |s| s.basic.hard_state.commit);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     gauge("rudder_term", "The current term.", "gauge", l.term);
     gauge("rudder_is_leader", "1 if this member leads.", "gauge", u64::from(l.role == Some(StateRole::Leader)));
+    gauge("rudder_commit_index", "The highest index known committed.", "gauge", commit);
     gauge("rudder_applied_index", "The last index applied.", "gauge", *rt.applied().borrow());
     gauge("rudder_proposals_total", "Proposals made here.", "counter", m.proposals.load(Relaxed));
     gauge("rudder_proposals_applied_total", "Proposals applied and answered.", "counter", m.proposals_applied.load(Relaxed));

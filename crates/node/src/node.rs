@@ -31,6 +31,7 @@ enum Command {
     Tick,
     Campaign,
     Propose(Bytes, Reply<rudder_raft::Result<Proposed>>),
+    ProposeMany(Vec<Bytes>, Reply<Vec<rudder_raft::Result<Proposed>>>),
     ProposeConfChange(Entry, Reply<rudder_raft::Result<Proposed>>),
     Step(Message),
     Advance(Ready),
@@ -236,6 +237,15 @@ impl Node {
         self.call(|reply| Command::Propose(data, reply))
             .await?
             .map_err(NodeError::Raft)
+    }
+
+    /// Proposes each payload of `batch`, in order, with one command to the
+    /// task (one hand-off for many proposals, where `propose` costs one
+    /// each). Resolves with each one's answer, as [`Node::propose`] would
+    /// give it.
+    pub async fn propose_many(&self, batch: Vec<Bytes>) -> Result<Vec<Result<Proposed, NodeError>>, NodeError> {
+        let answers = self.call(|reply| Command::ProposeMany(batch, reply)).await?;
+        Ok(answers.into_iter().map(|a| a.map_err(NodeError::Raft)).collect())
     }
 
     /// Proposes a configuration change (`ConfChange` or `ConfChangeV2`),
@@ -554,6 +564,9 @@ fn handle<S: Storage>(
         Command::Campaign => raw.campaign(),
         Command::Propose(data, reply) => {
             let _ = reply.send(raw.propose(data));
+        }
+        Command::ProposeMany(batch, reply) => {
+            let _ = reply.send(batch.into_iter().map(|data| raw.propose(data)).collect());
         }
         Command::ProposeConfChange(entry, reply) => {
             let _ = reply.send(raw.propose_conf_change(&EncodedConfChange(entry)));

@@ -12,7 +12,7 @@ use rudder_raft::confchange::decode_conf_change;
 use rudder_raft::{ConfState, Entry, Message, Proposed, Ready, Snapshot, Storage};
 use rudder_storage::DiskStorage;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -212,29 +212,49 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     }
 
     /// Handles `first` and every request already queued behind it, so
-    /// they reach the next Ready together.
+    /// they reach the next Ready together; runs of proposals go to the
+    /// node in one hand-off.
     async fn handle_requests(&mut self, first: Request<M::Response>) -> Result<(), Stop> {
-        self.handle_request(first).await?;
-        while let Ok(r) = self.requests.try_recv() {
-            self.handle_request(r).await?;
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next.take().or_else(|| self.requests.try_recv().ok()) {
+            match request {
+                Request::Propose(data, tx) => batch.push((data, tx)),
+                other => {
+                    self.propose_batch(std::mem::take(&mut batch)).await?;
+                    self.handle_request(other).await?;
+                }
+            }
         }
+        self.propose_batch(batch).await?;
         self.start_read_round().await
     }
 
-    async fn handle_request(&mut self, request: Request<M::Response>) -> Result<(), Stop> {
+    /// Proposes a run of commands with one hand-off to the node.
+    async fn propose_batch(&mut self, batch: Vec<(bytes::Bytes, oneshot::Sender<Result<M::Response, RequestError>>)>) -> Result<(), Stop> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let deadline = Instant::now() + self.config.request_timeout;
-        match request {
-            Request::Propose(data, tx) => match self.node.propose(data).await {
+        let (data, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let answers = self.node.propose_many(data).await?;
+        for (answer, tx) in answers.into_iter().zip(waiters) {
+            match answer {
                 Ok(Proposed::Appended { index, term }) => {
                     self.pending.insert(index, term, deadline, Waiter::Command(tx));
                 }
-                Ok(Proposed::Forwarded { .. }) => {
-                    let _ = tx.send(Err(self.not_leader()));
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(self.refusal(e)?));
-                }
-            },
+                Ok(Proposed::Forwarded { .. }) => drop(tx.send(Err(self.not_leader()))),
+                Err(e) => drop(tx.send(Err(self.refusal(e)?))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a request other than a proposal.
+    async fn handle_request(&mut self, request: Request<M::Response>) -> Result<(), Stop> {
+        let deadline = Instant::now() + self.config.request_timeout;
+        match request {
+            Request::Propose(data, tx) => self.propose_batch(vec![(data, tx)]).await?,
             Request::ChangeMembers(cc, tx) => match self.node.propose_conf_change(&cc).await {
                 Ok(Proposed::Appended { index, term }) => {
                     self.pending.insert(index, term, deadline, Waiter::ConfChange(tx));
