@@ -588,77 +588,112 @@ impl Wal {
 
 /// Reads every segment's records into `replay`, in order; returns the
 /// offset after the last valid record of the last segment.
-///
-/// The next segment is read on another thread while this one is replayed,
-/// so reading a cold log overlaps checking it; two buffers serve every
-/// segment (fresh ones each time would cost more in page faults than the
-/// reading does).
 fn replay_all(replay: &mut Replay, segments: &[(Segment, u64)]) -> Result<u64> {
     let last = segments.len() - 1;
-    std::thread::scope(|scope| {
-        let read = |i: usize, buf: Vec<u8>| {
-            let seg: &Segment = &segments[i].0;
-            scope.spawn(move || read_whole(&*seg.file, &seg.path, buf))
+    // One buffer of a few reads' size for every segment: sequential reads
+    // of a moderate size let the kernel read ahead while records are
+    // checked, and nothing of a segment is held beyond what is parsed.
+    let mut buf = Vec::with_capacity(2 * READ_CHUNK);
+    let mut end = 0;
+    for (i, (seg, first_index)) in segments.iter().enumerate() {
+        let mut segment = SegmentReplay {
+            replay: &mut *replay,
+            path: &seg.path,
+            seq: seg.seq,
+            first_index: *first_index,
+            header_seen: false,
         };
-        let mut next = Some(read(0, Vec::new()));
-        let mut spare = Vec::new();
-        let mut end = 0;
-        for (i, (seg, first_index)) in segments.iter().enumerate() {
-            let data = next
-                .take()
-                .expect("a read is under way for every segment")
-                .join()
-                .expect("invariant broken: a segment reader panicked")?;
-            if i < last {
-                next = Some(read(i + 1, std::mem::take(&mut spare)));
-            }
-            end = replay_segment(replay, &data, &seg.path, seg.seq, *first_index, i == last)?;
-            spare = data;
-        }
-        Ok(end)
-    })
-}
-
-/// The whole content of `file`, read into `buf`.
-fn read_whole(file: &dyn File, path: &Path, mut buf: Vec<u8>) -> Result<Vec<u8>> {
-    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
-    let len = usize::try_from(len).map_err(|_| Error::corrupt(path, 0, "segment larger than memory"))?;
-    // Every byte is read over, so only growth needs zeroing (segments are
-    // mostly of one size: after the first, none).
-    buf.resize(len, 0);
-    // Sequential reads of a moderate size let the kernel read ahead; one
-    // read of the whole segment is about twice as slow from a cold cache.
-    for (i, chunk) in buf.chunks_mut(READ_CHUNK).enumerate() {
-        file.read_exact_at(chunk, (i * READ_CHUNK) as u64)
-            .map_err(|e| Error::io("read", path, e))?;
+        end = segment.run(&*seg.file, &mut buf, i == last)?;
     }
-    Ok(buf)
+    Ok(end)
 }
 
 /// The size of each read when replaying a segment.
 const READ_CHUNK: usize = 1 << 20;
 
-/// Replays one segment's records, `data`; returns the offset after the
-/// last valid record. A torn tail is allowed only in the last segment.
-fn replay_segment(replay: &mut Replay, data: &[u8], path: &Path, seq: u64, first_index: u64, is_last: bool) -> Result<u64> {
-    let mut reader = record::Reader::new(data);
-    let mut first = true;
-    loop {
-        let rec = match reader.next_record() {
-            Ok(Some(rec)) => rec,
-            Ok(None) => break,
-            Err(bad) if bad.torn && is_last && !first => {
-                replay.rec.torn_tail = Some((path.to_owned(), bad.offset as u64));
-                return Ok(bad.offset as u64);
+/// Whether `rest` (the start of a record and what follows in the buffer)
+/// holds less than the whole record, so more must be read to judge it.
+fn incomplete(rest: &[u8]) -> bool {
+    if rest.len() < HEADER_LEN {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    len <= record::MAX_PAYLOAD && HEADER_LEN + len > rest.len()
+}
+
+/// Replaying one segment.
+struct SegmentReplay<'a> {
+    replay: &'a mut Replay,
+    path: &'a Path,
+    seq: u64,
+    first_index: u64,
+    header_seen: bool,
+}
+
+impl SegmentReplay<'_> {
+    /// Reads the segment through `buf`, a chunk at a time, replaying its
+    /// records; returns the offset after the last valid one. It stops at
+    /// the first header of zeros (the unwritten, preallocated rest). A torn
+    /// tail is allowed only in the last segment.
+    fn run(&mut self, file: &dyn File, buf: &mut Vec<u8>, is_last: bool) -> Result<u64> {
+        let path = self.path;
+        let file_len = file.len().map_err(|e| Error::io("stat", path, e))?;
+        buf.clear();
+        // The file offset of `buf[0]`.
+        let mut base = 0u64;
+        loop {
+            let at_eof = base + buf.len() as u64 >= file_len;
+            let mut reader = record::Reader::new(buf);
+            loop {
+                let done = reader.position();
+                if !at_eof && incomplete(&buf[done..]) {
+                    break;
+                }
+                match reader.next_record() {
+                    Ok(Some(rec)) => self.record(rec.kind, rec.payload, base + rec.offset as u64)?,
+                    Ok(None) if self.header_seen => return Ok(base + done as u64),
+                    Ok(None) => return Err(Error::corrupt(path, 0, "segment without a header")),
+                    Err(_) => return self.bad_record(file, base + done as u64, file_len, is_last),
+                }
             }
-            Err(bad) => return Err(Error::corrupt(path, bad.offset as u64, bad.reason)),
+            let done = reader.position();
+            buf.drain(..done);
+            base += done as u64;
+            let have = base + buf.len() as u64;
+            let want = READ_CHUNK.min((file_len - have) as usize);
+            let old = buf.len();
+            buf.resize(old + want, 0);
+            file.read_exact_at(&mut buf[old..], have)
+                .map_err(|e| Error::io("read", path, e))?;
+        }
+    }
+
+    /// A bad record at `offset`: a torn tail to cut if nothing valid
+    /// follows it in the last segment (judged over the whole rest of the
+    /// file), otherwise damage.
+    fn bad_record(&mut self, file: &dyn File, offset: u64, file_len: u64, is_last: bool) -> Result<u64> {
+        let path = self.path;
+        let rest_len = usize::try_from(file_len - offset).map_err(|_| Error::corrupt(path, offset, "segment larger than memory"))?;
+        let mut rest = vec![0; rest_len];
+        file.read_exact_at(&mut rest, offset).map_err(|e| Error::io("read", path, e))?;
+        let bad = match record::Reader::new(&rest).next_record() {
+            Err(bad) => bad,
+            Ok(_) => return Err(Error::corrupt(path, offset, "a record read differently twice")),
         };
-        let offset = rec.offset as u64;
-        let payload = rec.payload;
+        if bad.torn && is_last && self.header_seen {
+            self.replay.rec.torn_tail = Some((path.to_owned(), offset));
+            return Ok(offset);
+        }
+        Err(Error::corrupt(path, offset, bad.reason))
+    }
+
+    /// Replays one valid record found at `offset`.
+    fn record(&mut self, kind: RecordType, payload: &[u8], offset: u64) -> Result<()> {
+        let path = self.path;
         let bad_payload = |what: &str, e: prost::DecodeError| Error::corrupt(path, offset, format!("{what} record: {e}"));
-        if first {
+        if !self.header_seen {
             let header = SegmentHeader::decode(payload).map_err(|e| bad_payload("segment header", e))?;
-            if rec.kind != RecordType::SegmentHeader || header.magic != MAGIC {
+            if kind != RecordType::SegmentHeader || header.magic != MAGIC {
                 return Err(Error::corrupt(path, offset, "not a rudder WAL segment"));
             }
             if header.version != VERSION {
@@ -668,22 +703,23 @@ fn replay_segment(replay: &mut Replay, data: &[u8], path: &Path, seq: u64, first
                     format!("segment format version {} (this build reads {VERSION})", header.version),
                 ));
             }
-            if (header.seq, header.first_index) != (seq, first_index) {
+            if (header.seq, header.first_index) != (self.seq, self.first_index) {
                 return Err(Error::corrupt(
                     path,
                     offset,
                     format!("header names segment {}-{}, not the file's", header.seq, header.first_index),
                 ));
             }
-            first = false;
-            continue;
+            self.header_seen = true;
+            return Ok(());
         }
-        match rec.kind {
+        let replay = &mut *self.replay;
+        match kind {
             RecordType::Entry => {
-                let len = (HEADER_LEN + rec.payload.len()) as u32;
+                let len = (HEADER_LEN + payload.len()) as u32;
                 let e = EntryHead::decode(payload).map_err(|e| bad_payload("entry", e))?;
                 let pos = Position {
-                    segment: seq,
+                    segment: self.seq,
                     offset,
                     len,
                 };
@@ -706,9 +742,6 @@ fn replay_segment(replay: &mut Replay, data: &[u8], path: &Path, seq: u64, first
                 return Err(Error::corrupt(path, offset, "a second segment header"));
             }
         }
+        Ok(())
     }
-    if first {
-        return Err(Error::corrupt(path, 0, "segment without a header"));
-    }
-    Ok(reader.position() as u64)
 }
