@@ -184,6 +184,15 @@ impl DiskStorage {
         Ok(())
     }
 
+    /// A handle that syncs what [`DiskStorage::save`] wrote with
+    /// `must_sync` false, without the storage: a storage shared behind a
+    /// lock can be saved to under the lock and synced after releasing it,
+    /// so the node reading it does not wait for the disk. Sync before
+    /// acknowledging what was saved.
+    pub fn syncer(&self) -> crate::wal::Syncer {
+        self.wal.syncer()
+    }
+
     /// Appends entries durably (see [`DiskStorage::save`]).
     pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
         self.save(None, entries, true)

@@ -29,7 +29,7 @@ use crate::record::{self, RecordType, HEADER_LEN};
 use prost::Message as _;
 use rudder_raft::{Entry, HardState, SnapshotMetadata};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The format a segment header names; anything else is refused.
 const MAGIC: &str = "rudder-wal";
@@ -177,10 +177,43 @@ pub struct Wal {
     hard_state: HardState,
     snapshot: Option<SnapshotMetadata>,
     compacted: CompactMarker,
-    /// Set by a failed write or sync: every later write is refused.
-    poisoned: Option<String>,
+    /// Set by a failed write or sync (here or through a [`Syncer`]):
+    /// every later write is refused.
+    poisoned: Arc<Mutex<Option<String>>>,
+    /// Syncs the last segment apart from the log.
+    syncer: Option<Syncer>,
     /// The encoding buffer, kept between saves.
     buf: Vec<u8>,
+}
+
+/// Makes the writes of the segment being written durable, apart from the
+/// [`Wal`]: a caller that guards the log with a lock can save without
+/// syncing (`Batch::sync` false), let go of the lock, and sync through
+/// this, so readers of the log need not wait for the disk. It syncs the
+/// file through a handle of its own (an `fdatasync` covers every write to
+/// the file, whichever handle made it). A failed sync poisons the log.
+#[derive(Clone, Debug)]
+pub struct Syncer {
+    file: Arc<Mutex<Box<dyn File>>>,
+    path: PathBuf,
+    poisoned: Arc<Mutex<Option<String>>>,
+}
+
+impl Syncer {
+    /// `fdatasync`s the segment; after a failure (here or in the log) it
+    /// refuses, as the log does.
+    pub fn sync(&self) -> Result<()> {
+        let mut poisoned = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &*poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.sync_data().map_err(|e| {
+            let e = Error::io("fdatasync", &self.path, e);
+            *poisoned = Some(e.to_string());
+            e
+        })
+    }
 }
 
 /// The path of segment `seq` starting at `first_index` in `dir`.
@@ -310,7 +343,8 @@ impl Wal {
             hard_state: HardState::default(),
             snapshot: None,
             compacted: CompactMarker::default(),
-            poisoned: None,
+            poisoned: Arc::new(Mutex::new(None)),
+            syncer: None,
             buf: Vec::new(),
         };
         if found.is_empty() {
@@ -337,6 +371,8 @@ impl Wal {
         let mut replay = Replay::default();
         wal.offset = replay_all(&mut replay, &segments)?;
         wal.segments = segments.into_iter().map(|(seg, _)| seg).collect();
+        let last = wal.segments.last().expect("replayed at least one segment").path.clone();
+        wal.syncer = Some(wal.syncer_for(&last)?);
         let rec = replay.finish(dir)?;
         if let Some((path, offset)) = &rec.torn_tail {
             let seg = wal.segments.last_mut().expect("replayed at least one segment");
@@ -505,8 +541,27 @@ impl Wal {
         self.segments.iter().map(|s| s.seq).collect()
     }
 
+    /// A [`Syncer`] for the segment being written.
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone().expect("invariant broken: an open log has a syncer")
+    }
+
+    /// A syncer on a handle of its own for the segment at `path`.
+    fn syncer_for(&self, path: &Path) -> Result<Syncer> {
+        let file = self.fs.open(path).map_err(|e| Error::io("open", path, e))?;
+        Ok(Syncer {
+            file: Arc::new(Mutex::new(file)),
+            path: path.to_owned(),
+            poisoned: Arc::clone(&self.poisoned),
+        })
+    }
+
+    fn poison(&self, why: String) {
+        *self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
     fn check_writable(&self) -> Result<()> {
-        match &self.poisoned {
+        match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(why) => Err(Error::Poisoned(why.clone())),
             None => Ok(()),
         }
@@ -527,7 +582,7 @@ impl Wal {
             outcome = seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e));
         }
         if let Err(e) = &outcome {
-            self.poisoned = Some(e.to_string());
+            self.poison(e.to_string());
         } else {
             self.offset += buf.len() as u64;
         }
@@ -564,7 +619,7 @@ impl Wal {
         let seq = self.segments.last().expect("a log has a segment").seq + 1;
         let first = self.last_index + 1;
         self.start_segment(seq, first)
-            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+            .inspect_err(|e| self.poison(e.to_string()))
     }
 
     /// Creates segment `seq` whole: preallocated, preamble written and
@@ -580,6 +635,7 @@ impl Wal {
             .map_err(|e| Error::io("prepare segment", &tmp, e))?;
         self.fs.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
         self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync", &self.dir, e))?;
+        self.syncer = Some(self.syncer_for(&path)?);
         self.segments.push(Segment { seq, path, file });
         self.offset = preamble.len() as u64;
         Ok(())

@@ -222,3 +222,31 @@ fn a_failed_fsync_is_returned_and_later_writes_are_refused() {
     let s = open(&fs, small());
     assert_eq!(all(&s), entries(1, 5, 1), "what was synced before the failure survives");
 }
+
+#[test]
+fn a_save_synced_apart_survives_and_a_failed_apart_sync_poisons() {
+    let fs = MemFs::new(16);
+    let mut s = open(&fs, small());
+    s.save(Some(&hs(1, 1, 0)), &entries(1, 30, 1), false).unwrap();
+    let syncer = s.syncer();
+    syncer.sync().unwrap();
+    // Unsynced, and then lost.
+    s.save(None, &entries(31, 32, 1), false).unwrap();
+    drop(s);
+    fs.set_faults(MemFsFaults {
+        torn_write_probability: 0.0,
+        ..MemFsFaults::default()
+    });
+    fs.crash();
+    let mut s = open(&fs, small());
+    assert_eq!(all(&s), entries(1, 30, 1), "what the syncer synced survives, the rest does not");
+    s.save(None, &entries(31, 31, 1), false).unwrap();
+    fs.set_faults(MemFsFaults {
+        fail_sync_after: Some(0),
+        ..MemFsFaults::default()
+    });
+    assert!(matches!(s.syncer().sync(), Err(Error::Io { .. })));
+    fs.set_faults(MemFsFaults::default());
+    assert!(matches!(s.save(None, &entries(32, 32, 1), true), Err(Error::Poisoned(_))));
+    assert!(matches!(s.syncer().sync(), Err(Error::Poisoned(_))));
+}

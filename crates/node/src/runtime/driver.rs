@@ -360,7 +360,8 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     }
 
     /// Saves the Ready's snapshot, entries and hard state on a blocking
-    /// thread (one write, one fsync if it must), and hands it back.
+    /// thread (one write, one fsync if it must, the fsync outside the
+    /// storage's lock), and hands it back.
     async fn persist(&self, rd: Ready) -> Result<Ready, Stop> {
         if rd.snapshot.is_none() && rd.entries.is_empty() && rd.hard_state.is_none() {
             return Ok(rd);
@@ -370,11 +371,21 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         let must_sync = rd.must_sync;
         let (rd, saved) = tokio::task::spawn_blocking(move || {
             let saved = (|| {
-                let mut s = storage.lock();
-                if let Some(snap) = &rd.snapshot {
-                    s.apply_snapshot((**snap).clone())?;
+                // Written under the lock, synced after it: the node reads
+                // the storage meanwhile (what it reads is its own to
+                // trust only once advanced, after the sync).
+                let syncer = {
+                    let mut s = storage.lock();
+                    if let Some(snap) = &rd.snapshot {
+                        s.apply_snapshot((**snap).clone())?;
+                    }
+                    s.save(rd.hard_state.as_ref(), &rd.entries, false)?;
+                    s.syncer()
+                };
+                if rd.must_sync {
+                    syncer.sync()?;
                 }
-                s.save(rd.hard_state.as_ref(), &rd.entries, rd.must_sync)
+                Ok::<(), rudder_storage::Error>(())
             })();
             (rd, saved)
         })
