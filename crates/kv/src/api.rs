@@ -23,13 +23,14 @@
 use crate::store::{Command, KvStore, Reply};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rudder_node::runtime::{PeerInfo, RequestError, Runtime};
-use rudder_raft::{DropReason, StateRole};
+use rudder_raft::{DropReason, MessageType, StateRole};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -42,8 +43,25 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 
 type Rt = Runtime<KvStore>;
 
-/// The API's routes over `runtime`, refusing bodies over `max_body` bytes.
-pub fn router(runtime: Rt, max_body: usize) -> Router {
+/// Counts of messages the network dropped, by type (for `/metrics`).
+pub type DroppedByType = Arc<dyn Fn() -> Vec<(MessageType, u64)> + Send + Sync>;
+
+/// What the handlers share: the runtime, and the network's drop counts.
+#[derive(Clone)]
+struct AppState {
+    rt: Rt,
+    dropped: DroppedByType,
+}
+
+impl FromRef<AppState> for Rt {
+    fn from_ref(state: &AppState) -> Rt {
+        state.rt.clone()
+    }
+}
+
+/// The API's routes over `runtime`, refusing bodies over `max_body` bytes;
+/// `dropped` reports the network's dropped messages by type.
+pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
     Router::new()
         .route("/v1/kv", get(list))
         .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
@@ -56,7 +74,7 @@ pub fn router(runtime: Rt, max_body: usize) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(runtime)
+        .with_state(AppState { rt: runtime, dropped })
 }
 
 /// A failed request, as the JSON body and status it answers with.
@@ -414,7 +432,7 @@ async fn healthz(State(rt): State<Rt>) -> Response {
     Json(json!({ "ok": true, "id": rt.id(), "leader": l.leader })).into_response()
 }
 
-async fn metrics(State(rt): State<Rt>) -> Response {
+async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
     let m = rt.metrics();
     let l = *rt.leader().borrow();
     let commit = rt.status().await.map_or(0, |s| s.basic.hard_state.commit);
@@ -433,7 +451,11 @@ async fn metrics(State(rt): State<Rt>) -> Response {
     gauge("rudder_reads_total", "Linearizable reads answered.", "counter", m.reads.load(Relaxed));
     gauge("rudder_read_rounds_total", "ReadIndex rounds.", "counter", m.read_rounds.load(Relaxed));
     gauge("rudder_snapshots_total", "Snapshots taken.", "counter", m.snapshots.load(Relaxed));
-    gauge("rudder_messages_dropped_total", "Messages the network dropped.", "counter", m.dropped.load(Relaxed));
+    gauge("rudder_peer_unreachable_total", "Times a peer was reported unreachable.", "counter", m.unreachable.load(Relaxed));
+    let _ = writeln!(out, "# HELP rudder_messages_dropped_total Messages dropped before sending, by type.\n# TYPE rudder_messages_dropped_total counter");
+    for (t, n) in dropped() {
+        let _ = writeln!(out, "rudder_messages_dropped_total{{type=\"{t:?}\"}} {n}");
+    }
     let _ = writeln!(out, "# HELP rudder_messages_sent_total Messages sent, by type.\n# TYPE rudder_messages_sent_total counter");
     for (t, n) in m.sent() {
         let _ = writeln!(out, "rudder_messages_sent_total{{type=\"{}\"}} {n}", format!("{t:?}"));

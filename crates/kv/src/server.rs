@@ -249,7 +249,8 @@ impl Server {
             .await
             .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
         let http_addr = listener.local_addr().context("the HTTP address")?;
-        let app = api::router(runtime.clone(), config.max_body);
+        let counted = Arc::clone(&transport);
+        let app = api::router(runtime.clone(), Arc::new(move || counted.dropped_by_type()), config.max_body);
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {

@@ -206,6 +206,10 @@ async fn a_follower_down_past_compaction_catches_up_by_snapshot() {
         metrics.lines().any(|line| line.starts_with("rudder_messages_sent_total{type=\"MsgSnap\"}")),
         "the leader sent no snapshot:\n{metrics}"
     );
+    assert!(
+        metrics.lines().any(|line| line.starts_with("rudder_messages_dropped_total{type=\"MsgApp\"}")),
+        "appends to the member that was down are counted dropped:\n{metrics}"
+    );
     c.shutdown().await;
 }
 

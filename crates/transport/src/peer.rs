@@ -172,6 +172,7 @@ impl Writer {
     fn fill(&mut self, first: Message) -> Option<Batch> {
         let mut batch = Batch::new(self.shared.config.max_frame_bytes);
         if let Some(m) = batch.push(first) {
+            self.shared.count_dropped(&m);
             warn!(
                 peer = self.peer,
                 kind = ?m.kind(),
@@ -193,8 +194,9 @@ impl Writer {
 
     /// Drops the carried message and everything queued; returns how many.
     fn drop_waiting(&mut self) -> usize {
-        let mut dropped = usize::from(self.carry.take().is_some());
-        while self.queue.try_recv().is_ok() {
+        let mut dropped = 0;
+        for m in self.carry.take().into_iter().chain(std::iter::from_fn(|| self.queue.try_recv().ok())) {
+            self.shared.count_dropped(&m);
             dropped += 1;
         }
         dropped

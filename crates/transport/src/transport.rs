@@ -11,6 +11,7 @@ use rudder_raft::{Message, MessageType, SnapshotStatus};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -88,6 +89,7 @@ impl Transport {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             runtime,
+            dropped: [const { AtomicU64::new(0) }; MESSAGE_TYPES],
         });
         let transport = Transport { shared, local_addr };
         for (id, addr) in peers {
@@ -122,6 +124,7 @@ impl Transport {
                 let kind = m.kind();
                 let Some(peer) = peers.get(&to) else {
                     debug!(to, ?kind, "dropping a message to an unknown peer");
+                    self.shared.count_dropped(&m);
                     if kind == Some(MessageType::MsgSnap) {
                         unknown_snapshots.push(to);
                     }
@@ -137,11 +140,15 @@ impl Transport {
                 }
                 match peer.queue.try_send(m) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(m)) => {
                         debug!(to, ?kind, "dropping a message: the peer's queue is full");
+                        self.shared.count_dropped(&m);
                         mark(&mut unreachable, to);
                     }
-                    Err(TrySendError::Closed(_)) => mark(&mut unreachable, to),
+                    Err(TrySendError::Closed(m)) => {
+                        self.shared.count_dropped(&m);
+                        mark(&mut unreachable, to);
+                    }
                 }
             }
         }
@@ -154,6 +161,20 @@ impl Transport {
         for to in unreachable {
             self.shared.report(TransportEvent::Unreachable(to));
         }
+    }
+
+    /// Messages dropped so far before being written (no such peer, a full
+    /// queue, a failed dial, too large for a frame), by type, for the types
+    /// dropped at least once. Messages lost with a connection after being
+    /// written are not among them: they may have arrived.
+    pub fn dropped_by_type(&self) -> Vec<(MessageType, u64)> {
+        (0..MESSAGE_TYPES)
+            .filter_map(|i| {
+                let n = self.shared.dropped[i].load(Ordering::Relaxed);
+                let t = MessageType::try_from(i as i32).ok()?;
+                (n > 0).then_some((t, n))
+            })
+            .collect()
     }
 
     /// Adds peer `id` at `addr`, or moves it there: it may dial in, and
@@ -221,9 +242,21 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     tasks: TaskTracker,
     runtime: Handle,
+    /// Messages dropped before they were written, by message type.
+    dropped: [AtomicU64; MESSAGE_TYPES],
 }
 
+/// Room for every message type's number.
+const MESSAGE_TYPES: usize = 32;
+
 impl Shared {
+    /// Counts `m` as dropped before it was written.
+    pub(crate) fn count_dropped(&self, m: &Message) {
+        if let Some(c) = usize::try_from(m.msg_type).ok().and_then(|i| self.dropped.get(i)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The peer table. Its lock is never held across an await; a panic
     /// while holding it cannot leave it half-changed, so poisoning is
     /// ignored.

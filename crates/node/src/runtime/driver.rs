@@ -117,7 +117,7 @@ fn spawn_inbox(node: Node, inbox: Inbox, metrics: Arc<Metrics>) {
         while let Some(event) = events.recv().await {
             let done = match event {
                 NetworkEvent::Unreachable(peer) => {
-                    metrics.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.unreachable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     node.report_unreachable(peer).await
                 }
                 NetworkEvent::Snapshot { to, status } => node.report_snapshot(to, status).await,

@@ -24,8 +24,9 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     /// Messages handed to the network, by message type.
     sent: [AtomicU64; MESSAGE_TYPES],
-    /// Messages the network dropped (peer unreachable, queue full).
-    pub dropped: AtomicU64,
+    /// Times the network reported a peer unreachable (messages to it
+    /// dropped).
+    pub unreachable: AtomicU64,
     /// How long each durable save of a Ready took, in microseconds.
     fsync_micros: Mutex<Histogram<u64>>,
 }
@@ -44,7 +45,7 @@ impl Default for Metrics {
             read_rounds: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
             sent: [const { AtomicU64::new(0) }; MESSAGE_TYPES],
-            dropped: AtomicU64::new(0),
+            unreachable: AtomicU64::new(0),
             fsync_micros: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("invariant broken: static histogram bounds"),
             ),
