@@ -236,7 +236,7 @@ mod tests {
             s.apply(i as u64 + 1, &put(k, "v", None));
         }
         assert_eq!(s.scan("a/", 2), (vec![("a/1", "v"), ("a/2", "v")], true));
-        assert_eq!(s.scan("a/", 3).1, false);
+        assert!(!s.scan("a/", 3).1);
         assert_eq!(s.scan("c", 10), (vec![], false));
         let mut t = KvStore::default();
         t.restore(&s.snapshot()).unwrap();

@@ -160,7 +160,7 @@ impl Network {
     /// its link was cut while it was in flight (a sender's transport would
     /// notice, so the sender can be told).
     pub fn next_due(&mut self, now: u64) -> Option<Arrival> {
-        if !self.in_flight.peek().is_some_and(|f| f.0.at <= now) {
+        if self.in_flight.peek().is_none_or(|f| f.0.at > now) {
             return None;
         }
         let Reverse(f) = self.in_flight.pop()?;

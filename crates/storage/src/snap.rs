@@ -147,7 +147,7 @@ impl SnapshotStore {
                 })
             })
             .collect();
-        files.sort_by(|a, b| (b.index, b.term).cmp(&(a.index, a.term)));
+        files.sort_by_key(|f| std::cmp::Reverse((f.index, f.term)));
         Ok(files)
     }
 

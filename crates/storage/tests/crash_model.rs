@@ -960,8 +960,8 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
                 let effect = model_apply(&mut model, write);
                 match (effect.accepted, disk_apply(&mut disk, write)) {
                     (true, Ok(meta)) if meta == effect.meta => {}
-                    (true, Ok(meta)) => return Err(format!("returned {meta:?}, the model {:?}", effect.meta).into()),
-                    (true, Err(e)) => return Err(format!("failed: {e}").into()),
+                    (true, Ok(meta)) => return Err(format!("returned {meta:?}, the model {:?}", effect.meta)),
+                    (true, Err(e)) => return Err(format!("failed: {e}")),
                     (false, Err(Error::InvalidWrite(why))) => {
                         count(REFUSED);
                         trace.push(format!("   refused: {why}"));
@@ -969,7 +969,7 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
                             return Err("the model changed on a refused write".into());
                         }
                     }
-                    (false, Err(e)) => return Err(format!("refused, but not as an invalid write: {e}").into()),
+                    (false, Err(e)) => return Err(format!("refused, but not as an invalid write: {e}")),
                     (false, Ok(_)) => return Err("accepted a write the model refuses".into()),
                 }
                 if effect.synced {

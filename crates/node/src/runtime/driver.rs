@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+/// Where a proposal's answer goes.
+type Answer<R> = oneshot::Sender<Result<R, RequestError>>;
+
 /// Requests that may wait for the driver before callers wait too.
 const REQUEST_QUEUE: usize = 4096;
 
@@ -231,7 +234,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     }
 
     /// Proposes a run of commands with one hand-off to the node.
-    async fn propose_batch(&mut self, batch: Vec<(bytes::Bytes, oneshot::Sender<Result<M::Response, RequestError>>)>) -> Result<(), Stop> {
+    async fn propose_batch(&mut self, batch: Vec<(bytes::Bytes, Answer<M::Response>)>) -> Result<(), Stop> {
         if batch.is_empty() {
             return Ok(());
         }

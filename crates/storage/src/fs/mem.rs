@@ -507,7 +507,7 @@ impl File for MemFile {
     }
 
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let end = offset.checked_add(buf.len() as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(buf.len() as u64);
         checked_len(end)?;
         let offset = checked_len(offset)?;
         self.change(Op::Write {

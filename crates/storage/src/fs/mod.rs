@@ -52,6 +52,8 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 }
 
 /// An open file, read and written at explicit offsets.
+// `len` is fallible I/O, not a collection's size: no `is_empty` to pair.
+#[allow(clippy::len_without_is_empty)]
 pub trait File: Send + Sync + fmt::Debug {
     /// Reads into `buf` from `offset`; returns how many bytes were read,
     /// fewer than `buf.len()` only at the end of the file.
