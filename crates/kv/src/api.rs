@@ -164,6 +164,7 @@ fn request_error(rt: &Rt, e: RequestError, uri: &OriginalUri) -> ApiError {
             "timeout",
             "no answer in time; a write may still be applied".into(),
         ),
+        RequestError::Refused(why) => ApiError::new(StatusCode::BAD_REQUEST, "refused", why),
         RequestError::Shutdown => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the member is stopping".into())
         }
@@ -287,7 +288,20 @@ struct ReadQuery {
 async fn read_gate(rt: &Rt, uri: &OriginalUri, consistency: Consistency) -> Result<(), ApiError> {
     match consistency {
         Consistency::Linearizable => rt.read_barrier().await.map(|_| ()).map_err(|e| request_error(rt, e, uri)),
-        Consistency::Lease => require_leader(rt, uri),
+        Consistency::Lease => {
+            require_leader(rt, uri)?;
+            if rt.leader().borrow().caught_up {
+                Ok(())
+            } else {
+                // A new leader has not applied what its predecessors
+                // acknowledged yet: its state could be stale.
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "leader_catching_up",
+                    "the leader is new and still applying; retry shortly".into(),
+                ))
+            }
+        }
         Consistency::Stale => Ok(()),
     }
 }
@@ -378,6 +392,19 @@ struct NewMember {
     learner: bool,
 }
 
+/// Whether `addr` ends in `:port` after a host, and holds nothing that
+/// cannot go in a URL's authority.
+fn has_port(addr: &str) -> bool {
+    let clean = !addr.is_empty() && addr.chars().all(|c| c.is_ascii_graphic() && !"/?#@".contains(c));
+    clean && addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// A JSON body that does not parse, with the status axum found fitting
+/// (400, 413, 415, 422), in our error format.
+fn json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::new(r.status(), "bad_request", r.body_text())
+}
+
 fn membership(cs: rudder_raft::ConfState) -> Response {
     Json(json!({ "voters": cs.voters, "learners": cs.learners })).into_response()
 }
@@ -387,26 +414,53 @@ async fn add_member(
     uri: OriginalUri,
     m: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(m) = m.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(m) = m.map_err(json_rejection)?;
     if m.id == 0 {
         return Err(ApiError::bad_request("member IDs start at 1".into()));
     }
+    if !has_port(&m.http_addr) {
+        return Err(ApiError::bad_request(format!("http_addr {:?} is not host:port", m.http_addr)));
+    }
     require_leader(&rt, &uri)?;
+    // Resolved here, once, so no member's loop ever waits for DNS.
+    let raft_addr = match tokio::net::lookup_host(&m.raft_addr).await.map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr.to_string(),
+        _ => return Err(ApiError::bad_request(format!("raft_addr {:?} does not resolve to host:port", m.raft_addr))),
+    };
     let info = PeerInfo {
-        raft_addr: m.raft_addr,
+        raft_addr,
         http_addr: m.http_addr,
     };
     let cs = rt.add_member(m.id, &info, m.learner).await.map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
 }
 
-async fn promote_member(State(rt): State<Rt>, uri: OriginalUri, Path(id): Path<u64>) -> Result<Response, ApiError> {
+/// A member ID from the path, or a JSON 400.
+fn member_id(p: Result<Path<u64>, axum::extract::rejection::PathRejection>) -> Result<u64, ApiError> {
+    p.map(|Path(id)| id).map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+async fn promote_member(
+    State(rt): State<Rt>,
+    uri: OriginalUri,
+    id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = member_id(id)?;
     require_leader(&rt, &uri)?;
+    let status = rt.status().await.map_err(|e| request_error(&rt, e, &uri))?;
+    if !status.config.learners.contains(&id) {
+        return Err(ApiError::bad_request(format!("member {id} is not a learner")));
+    }
     let cs = rt.promote_member(id).await.map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
 }
 
-async fn remove_member(State(rt): State<Rt>, uri: OriginalUri, Path(id): Path<u64>) -> Result<Response, ApiError> {
+async fn remove_member(
+    State(rt): State<Rt>,
+    uri: OriginalUri,
+    id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = member_id(id)?;
     require_leader(&rt, &uri)?;
     let cs = rt.remove_member(id).await.map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
@@ -422,14 +476,16 @@ async fn transfer(
     uri: OriginalUri,
     t: Result<Json<Transfer>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(t) = t.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(t) = t.map_err(json_rejection)?;
     rt.transfer_leadership(t.to).await.map_err(|e| request_error(&rt, e, &uri))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "transferring_to": t.to }))).into_response())
 }
 
 async fn healthz(State(rt): State<Rt>) -> Response {
     let l = *rt.leader().borrow();
-    Json(json!({ "ok": true, "id": rt.id(), "leader": l.leader })).into_response()
+    let ok = rt.is_running();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ok": ok, "id": rt.id(), "leader": l.leader }))).into_response()
 }
 
 async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {

@@ -151,7 +151,11 @@ impl ServerConfig {
         }
         let mut peers = Members::new();
         for spec in &args.peers {
-            let (id, info) = parse_peer(spec)?;
+            let (id, mut info) = parse_peer(spec)?;
+            // Resolved once, here: the node's loop never waits for DNS.
+            info.raft_addr = resolve(&info.raft_addr)
+                .with_context(|| format!("--peers {spec}"))?
+                .to_string();
             if peers.insert(id, info).is_some() {
                 bail!("--peers names {id} twice");
             }
@@ -183,10 +187,12 @@ impl Network for TransportNetwork {
         self.0.send(msgs);
     }
 
+    /// Addresses arrive resolved (the command line's and the API's are
+    /// resolved where they come in): no DNS on the node's loop.
     fn add_peer(&self, id: u64, info: &PeerInfo) {
-        match resolve(&info.raft_addr) {
+        match info.raft_addr.parse::<SocketAddr>() {
             Ok(addr) => self.0.add_peer(id, addr),
-            Err(e) => warn!(peer = id, "cannot reach the new member: {e:#}"),
+            Err(e) => warn!(peer = id, addr = %info.raft_addr, "a member's Raft address is not an IP address and port: {e}"),
         }
     }
 

@@ -283,7 +283,18 @@ async fn a_cluster_restarted_whole_keeps_its_data() {
 async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
     let c = Cluster::new(3, 10_000).await;
     let l = c.leader().await;
-    let follower = *c.servers.keys().find(|&&id| id != l).unwrap();
+    // A follower that has heard from the leader (one may not have yet).
+    let follower = within("no follower knows the leader", async {
+        loop {
+            let knows = c.servers.iter().find(|(&id, s)| id != l && s.runtime().leader().borrow().leader == l);
+            if let Some((&id, _)) = knows {
+                return id;
+            }
+            let mut w = c.servers.values().next().unwrap().runtime().leader();
+            let _ = tokio::time::timeout(Duration::from_millis(20), w.changed()).await;
+        }
+    })
+    .await;
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = no_redirects.put(c.url(follower, "/v1/kv/x")).body("1").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
@@ -312,6 +323,25 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
     let r = c.http.delete(c.url(l, "/v1/kv/x")).send().await.unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["prev_value"], "2");
+    // Lease reads on the leader once it applied an entry of its term (it
+    // did: the writes above); on a follower, a redirect.
+    c.put("x", "3").await;
+    let (status, body) = c.get(l, "x", "lease").await;
+    assert_eq!((status, body["value"].as_str()), (StatusCode::OK, Some("3")));
+    let r = no_redirects.get(c.url(follower, "/v1/kv/x?consistency=lease")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    // Membership requests that cannot be right are refused before Raft.
+    let r = c.http.post(c.url(l, &format!("/v1/members/{follower}/promote"))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a voter is not promoted");
+    let bad = serde_json::json!({ "id": 9, "raft_addr": "", "http_addr": "127.0.0.1:1", "learner": true });
+    let r = c.http.post(c.url(l, "/v1/members")).json(&bad).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an empty Raft address");
+    let r = c.http.post(c.url(l, "/v1/members/abc/promote")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request", "errors are JSON");
+    let r = c.http.post(c.url(l, "/v1/leader/transfer")).json(&serde_json::json!({ "to": 42 })).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no transfer to a stranger");
     let health: Value = c.http.get(c.url(follower, "/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["leader"].as_u64(), Some(l));
     c.shutdown().await;

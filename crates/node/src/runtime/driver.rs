@@ -76,11 +76,12 @@ pub(super) fn start<M: StateMachine, N: Network>(
         members: Arc::clone(&members),
         requests,
         pending: Pending::default(),
-        reads: Reads::default(),
+        reads: Reads::new(id, boot_nonce()),
         leader_tx,
         applied_tx,
         metrics: Arc::clone(&metrics),
         applied: snapshot.index(),
+        applied_term: snapshot.term(),
         last_snapshot: snapshot.index(),
         conf_state: snapshot.metadata.and_then(|m| m.conf_state).unwrap_or_default(),
         leader: LeaderState::default(),
@@ -99,6 +100,15 @@ pub(super) fn start<M: StateMachine, N: Network>(
         driver: Arc::new(tokio::sync::Mutex::new(Some(handle))),
         timeout: config.request_timeout,
     })
+}
+
+/// A number that differs between starts of this process (and between
+/// processes): the time, mixed with the process ID.
+fn boot_nonce() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
 }
 
 /// Steps messages from peers into the node and passes the network's
@@ -146,8 +156,9 @@ struct Driver<M: StateMachine, N: Network> {
     leader_tx: watch::Sender<LeaderState>,
     applied_tx: watch::Sender<u64>,
     metrics: Arc<Metrics>,
-    /// The last index applied to the state machine.
+    /// The last index applied to the state machine, and its term.
     applied: u64,
+    applied_term: u64,
     /// The index of the last snapshot taken (or loaded).
     last_snapshot: u64,
     conf_state: ConfState,
@@ -303,13 +314,17 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             Some(NoLeader | ForwardingDisabled | NotMember) => Ok(self.not_leader()),
             Some(reason) => Ok(RequestError::Dropped(reason)),
             None if e == NodeError::Stopped => Err(Stop::Stopped),
-            None => Ok(RequestError::Dropped(rudder_raft::DropReason::NoLeader)),
+            None => Ok(RequestError::Refused(e.to_string())),
         }
     }
 
     async fn handle_ready(&mut self, mut rd: Ready) -> Result<(), Stop> {
         self.observe_leader(&rd);
         self.send(std::mem::take(&mut rd.messages));
+        if let Some(snap) = &rd.snapshot {
+            // Refused before it is saved: saved, it would fail every restart.
+            members::open(&snap.data).map_err(|e| Stop::Restore(format!("a snapshot's envelope: {e}")))?;
+        }
         let mut rd = self.persist(rd).await?;
         self.send(std::mem::take(&mut rd.persisted_messages));
         if let Some(snap) = rd.snapshot.take() {
@@ -319,6 +334,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             self.apply(e).await?;
         }
         self.applied_tx.send_replace(self.applied);
+        self.publish_leader(self.leader);
         for o in &rd.proposal_outcomes {
             self.pending.on_outcome(o, self.leader.leader);
         }
@@ -342,11 +358,17 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         if let Some(hs) = &rd.hard_state {
             now.term = hs.term;
         }
+        if now.leader != self.leader.leader && now.leader != 0 {
+            self.metrics.leader_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            info!(id = self.id, leader = now.leader, term = now.term, "leader changed");
+        }
+        self.publish_leader(now);
+    }
+
+    /// Publishes `now` (with `caught_up` worked out) if it changed.
+    fn publish_leader(&mut self, mut now: LeaderState) {
+        now.caught_up = now.role == Some(rudder_raft::StateRole::Leader) && self.applied_term == now.term;
         if now != self.leader {
-            if now.leader != self.leader.leader && now.leader != 0 {
-                self.metrics.leader_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                info!(id = self.id, leader = now.leader, term = now.term, "leader changed");
-            }
             self.leader = now;
             self.leader_tx.send_replace(now);
         }
@@ -401,7 +423,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         Ok(rd)
     }
 
-    /// Replaces the state machine and the address book with a snapshot's.
+    /// Replaces the state machine with a snapshot's, and adds the
+    /// snapshot's addresses to the book (the founders', known from the
+    /// configuration, may be missing from it).
     fn restore(&mut self, snap: &Snapshot) -> Result<(), Stop> {
         let (known, data) = members::open(&snap.data).map_err(|e| Stop::Restore(e.to_string()))?;
         self.state
@@ -414,8 +438,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
                 self.network.add_peer(peer, info);
             }
         }
-        *self.members.write().unwrap_or_else(|e| e.into_inner()) = known;
+        self.members.write().unwrap_or_else(|e| e.into_inner()).extend(known);
         self.applied = snap.index();
+        self.applied_term = snap.term();
         self.last_snapshot = snap.index();
         self.conf_state = snap.conf_state();
         Ok(())
@@ -424,6 +449,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     /// Applies one committed entry and answers its proposer, if here.
     async fn apply(&mut self, e: Entry) -> Result<(), Stop> {
         self.applied = e.index;
+        self.applied_term = e.term;
         let cc = match decode_conf_change(&e) {
             Ok(Some(cc)) => cc,
             Ok(None) if e.data.is_empty() => return Ok(()), // a new leader's entry
@@ -454,8 +480,12 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         let cs = match self.node.apply_conf_change(&cc).await {
             Ok(cs) => cs,
             Err(NodeError::Raft(err)) => {
+                // Committed, so every member refuses it alike.
                 warn!(id = self.id, index = e.index, "configuration change not applied: {err}");
-                self.conf_state.clone()
+                if let Some(w) = self.pending.take_applied(e.index, e.term) {
+                    w.fail(RequestError::Refused(err.to_string()));
+                }
+                return Ok(());
             }
             Err(other) => return Err(other.into()),
         };

@@ -21,6 +21,10 @@ pub enum RequestError {
     /// snapshot covered it first): it may or may not have been applied.
     #[error("outcome unknown: the proposal may or may not have been applied")]
     Unknown,
+    /// The core refused the request as invalid (a transfer to a learner or
+    /// a stranger, a change that cannot apply); nothing was done.
+    #[error("refused: {0}")]
+    Refused(String),
     /// No answer within the deadline; a proposal may still be applied.
     #[error("timed out")]
     Timeout,

@@ -158,6 +158,10 @@ pub struct LeaderState {
     pub term: u64,
     /// This node's own role.
     pub role: Option<StateRole>,
+    /// This node leads and has applied an entry of its own term, so its
+    /// state holds every write acknowledged before it came to lead: what
+    /// a read served from the leader's state (a lease read) needs.
+    pub caught_up: bool,
 }
 
 /// What a handle asks of the driver.
@@ -218,6 +222,12 @@ impl<M: StateMachine> Runtime<M> {
     /// This node's ID.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether the node still runs (not shut down, and not stopped by a
+    /// storage failure).
+    pub fn is_running(&self) -> bool {
+        !self.node.is_stopped()
     }
 
     /// Proposes a command; resolves with the state machine's response once
@@ -325,15 +335,15 @@ impl<M: StateMachine> Runtime<M> {
         request: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> Request<M::Response>,
     ) -> Result<T, RequestError> {
         let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(request(tx))
-            .await
-            .map_err(|_| RequestError::Shutdown)?;
         // The driver answers every request by its deadline; this bound
-        // only covers a driver that stopped without answering.
-        match tokio::time::timeout(self.timeout + self.timeout / 2, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(RequestError::Shutdown),
+        // covers a driver that is stuck (a full queue behind a hung disk)
+        // or stopped without answering.
+        let asked = async {
+            self.requests.send(request(tx)).await.map_err(|_| RequestError::Shutdown)?;
+            rx.await.map_err(|_| RequestError::Shutdown)?
+        };
+        match tokio::time::timeout(self.timeout + self.timeout / 2, asked).await {
+            Ok(answer) => answer,
             Err(_) => Err(RequestError::Timeout),
         }
     }
@@ -341,8 +351,9 @@ impl<M: StateMachine> Runtime<M> {
 
 /// A node handle's error as a request's.
 fn node_error(e: crate::NodeError) -> RequestError {
-    match e.drop_reason() {
-        Some(reason) => RequestError::Dropped(reason),
-        None => RequestError::Shutdown,
+    match (e.drop_reason(), e) {
+        (Some(reason), _) => RequestError::Dropped(reason),
+        (None, crate::NodeError::Raft(refusal)) => RequestError::Refused(refusal.to_string()),
+        (None, _) => RequestError::Shutdown,
     }
 }

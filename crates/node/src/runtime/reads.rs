@@ -6,8 +6,11 @@
 //! arrived*. So a round started before a read arrived cannot serve it:
 //! reads arriving while a round is in flight wait for the next one, which
 //! starts as soon as the current one gets its index. Every round gets a
-//! fresh context; a round whose answer is lost (a leader change drops it)
-//! is started again.
+//! fresh context, unique across nodes and restarts (node ID, a nonce drawn
+//! at start, a counter): the leader drops a request whose context it
+//! already holds, and a late answer to another node's, or to this node's
+//! previous life's, request must never serve a read. A round whose answer
+//! is lost (a leader change drops it) is started again.
 
 use super::error::RequestError;
 use bytes::Bytes;
@@ -30,8 +33,9 @@ struct Round {
 }
 
 /// The reads waiting, in rounds.
-#[derive(Default)]
 pub struct Reads {
+    /// Node ID and nonce: the first 16 bytes of every context.
+    prefix: [u8; 16],
     next_ctx: u64,
     /// Arrived, waiting for the next round.
     queued: Vec<Read>,
@@ -42,6 +46,20 @@ pub struct Reads {
 }
 
 impl Reads {
+    /// No reads yet, for node `id`; `nonce` must differ between its starts.
+    pub fn new(id: u64, nonce: u64) -> Reads {
+        let mut prefix = [0; 16];
+        prefix[..8].copy_from_slice(&id.to_be_bytes());
+        prefix[8..].copy_from_slice(&nonce.to_be_bytes());
+        Reads {
+            prefix,
+            next_ctx: 0,
+            queued: Vec::new(),
+            in_flight: None,
+            confirmed: Vec::new(),
+        }
+    }
+
     /// Queues a read.
     pub fn push(&mut self, read: Read) {
         self.queued.push(read);
@@ -68,7 +86,10 @@ impl Reads {
             started: now,
             reads: std::mem::take(&mut self.queued),
         });
-        Some(Bytes::copy_from_slice(&self.next_ctx.to_be_bytes()))
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.prefix);
+        ctx.extend_from_slice(&self.next_ctx.to_be_bytes());
+        Some(Bytes::from(ctx))
     }
 
     /// The core could not start the round: its reads fail with `e`.
@@ -82,7 +103,10 @@ impl Reads {
 
     /// The core confirmed the round of `ctx` at `index`.
     pub fn confirmed(&mut self, ctx: &[u8], index: u64) {
-        let Ok(ctx) = <[u8; 8]>::try_from(ctx).map(u64::from_be_bytes) else {
+        let Some(counter) = ctx.strip_prefix(&self.prefix[..]) else {
+            return; // not this node's, or not this life's
+        };
+        let Ok(ctx) = <[u8; 8]>::try_from(counter).map(u64::from_be_bytes) else {
             return;
         };
         if self.in_flight.as_ref().is_some_and(|r| r.ctx == ctx) {
@@ -153,7 +177,7 @@ mod tests {
     async fn reads_arriving_during_a_round_wait_for_the_next() {
         let now = Instant::now();
         let far = now + Duration::from_secs(60);
-        let mut reads = Reads::default();
+        let mut reads = Reads::new(1, 42);
         let (a, mut rx_a) = read(far);
         reads.push(a);
         let ctx1 = reads.start_round(now, Duration::from_secs(1)).unwrap();
@@ -168,6 +192,9 @@ mod tests {
         assert_eq!(rx_a.try_recv().unwrap(), Ok(7));
         assert!(rx_b.try_recv().is_err(), "b needs its own round");
         reads.confirmed(&ctx1, 9); // a stale answer is ignored
+        let mut other_life = ctx2.to_vec();
+        other_life[15] ^= 1;
+        reads.confirmed(&other_life, 3); // another nonce: not ours
         reads.confirmed(&ctx2, 8);
         assert_eq!(reads.applied(8), 1);
         assert_eq!(rx_b.try_recv().unwrap(), Ok(8));
@@ -176,7 +203,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lost_round_is_retried_and_late_reads_time_out() {
         let now = Instant::now();
-        let mut reads = Reads::default();
+        let mut reads = Reads::new(1, 42);
         let (a, mut rx_a) = read(now + Duration::from_secs(60));
         let (b, mut rx_b) = read(now + Duration::from_secs(2));
         reads.push(a);
