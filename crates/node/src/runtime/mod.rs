@@ -2,25 +2,31 @@
 //! durable storage and a network, applying committed entries to a user
 //! [`StateMachine`].
 //!
-//! One driver task runs the Ready loop in the seeds' order:
+//! It runs the core with asynchronous storage writes
+//! ([`rudder_raft::storage_writes`]), so the seeds' steps are spread over
+//! three tasks and the node never waits for the disk:
 //!
-//! 1. send `messages` (a leader's appends go out while it writes its own
-//!    log, as etcd's contract allows);
-//! 2. save the snapshot, then entries and hard state, durably, with one
-//!    write and at most one fsync ([`rudder_storage::DiskStorage::save`]),
-//!    off the async threads;
-//! 3. send `persisted_messages` (acknowledgements of what was saved);
-//! 4. apply the snapshot and committed entries to the state machine, and
-//!    configuration changes to the node (and the address book);
-//! 5. answer the proposals applied, and the reads whose index is applied;
-//! 6. advance; every `snapshot_every` entries, snapshot the state machine
-//!    and compact the log, keeping `keep_entries` for slow followers.
+//! - the **driver** takes each `Ready`: it sends the messages for peers at
+//!   once (a leader's appends go out while it writes its own log, as
+//!   etcd's contract allows), hands the saving to the append worker and
+//!   the applying to the apply worker, notes read states and proposal
+//!   outcomes, and advances; it also takes the requests and ticks;
+//! - the **append worker** saves the snapshot, then entries and hard
+//!   state — one write each, one fsync for everything waiting, off the
+//!   async threads and outside the storage lock — and only then sends the
+//!   acknowledgements they carry and steps its own back into the node;
+//! - the **apply worker** applies snapshots, committed entries and
+//!   configuration changes (to the node and the address book), answers
+//!   the proposals and reads that waited for them, and every
+//!   `snapshot_every` entries snapshots the state machine and compacts the
+//!   log, keeping `keep_entries` for slow followers.
 //!
 //! Proposals and reads come to the driver as requests from any number of
-//! [`Runtime`] handles; those that arrive while a save is under way go
-//! into the next `Ready` together, so one fsync serves them all (group
-//! commit). Every request ends with its answer or a [`RequestError`]: the
-//! core reports every proposal's fate, and deadlines bound the rest.
+//! [`Runtime`] handles; those that arrive while the disk works go to the
+//! node together, and the append worker syncs all the appends waiting at
+//! once (group commit). Every request ends with its answer or a
+//! [`RequestError`]: the core reports every proposal's fate, and deadlines
+//! bound the rest.
 //!
 //! The network is behind the [`Network`] trait and the disk behind the
 //! storage's file-system trait; time is Tokio's clock, which tests pause
@@ -33,6 +39,8 @@ mod members;
 mod metrics;
 mod pending;
 mod reads;
+mod shared;
+mod workers;
 
 pub use error::{RequestError, RuntimeError};
 pub use members::{context_for, Members, PeerInfo};
