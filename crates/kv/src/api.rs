@@ -30,11 +30,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rudder_node::runtime::{PeerInfo, RequestError, Runtime};
 use rudder_raft::{DropReason, MessageType, StateRole};
-use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -64,7 +64,10 @@ impl FromRef<AppState> for Rt {
 pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
     Router::new()
         .route("/v1/kv", get(list))
-        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
         .route("/v1/cluster", get(cluster))
         .route("/v1/members", post(add_member))
         .route("/v1/members/{id}/promote", post(promote_member))
@@ -72,9 +75,14 @@ pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
         .route("/v1/leader/transfer", post(transfer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint".into()) })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint".into())
+        })
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(AppState { rt: runtime, dropped })
+        .with_state(AppState {
+            rt: runtime,
+            dropped,
+        })
 }
 
 /// A failed request, as the JSON body and status it answers with.
@@ -105,7 +113,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.code, "message": self.message, "leader": self.leader }));
+        let body =
+            Json(json!({ "error": self.code, "message": self.message, "leader": self.leader }));
         let mut response = (self.status, body).into_response();
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             response.headers_mut().insert(header::LOCATION, location);
@@ -165,9 +174,11 @@ fn request_error(rt: &Rt, e: RequestError, uri: &OriginalUri) -> ApiError {
             "no answer in time; a write may still be applied".into(),
         ),
         RequestError::Refused(why) => ApiError::new(StatusCode::BAD_REQUEST, "refused", why),
-        RequestError::Shutdown => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the member is stopping".into())
-        }
+        RequestError::Shutdown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the member is stopping".into(),
+        ),
     }
 }
 
@@ -178,10 +189,14 @@ fn check_key(key: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("the key is empty".into()));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(ApiError::bad_request(format!("the key is longer than {MAX_KEY_BYTES} bytes")));
+        return Err(ApiError::bad_request(format!(
+            "the key is longer than {MAX_KEY_BYTES} bytes"
+        )));
     }
     if key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("the key holds control characters".into()));
+        return Err(ApiError::bad_request(
+            "the key holds control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -200,12 +215,17 @@ fn require_leader(rt: &Rt, uri: &OriginalUri) -> Result<(), ApiError> {
 fn body(b: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let b = b.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over the size limit".into())
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is over the size limit".into(),
+            )
         } else {
             ApiError::bad_request(format!("cannot read the body: {r}"))
         }
     })?;
-    String::from_utf8(b.to_vec()).map_err(|_| ApiError::bad_request("the value is not UTF-8 text".into()))
+    String::from_utf8(b.to_vec())
+        .map_err(|_| ApiError::bad_request("the value is not UTF-8 text".into()))
 }
 
 #[derive(Deserialize)]
@@ -220,10 +240,19 @@ struct WriteAnswer {
     index: u64,
 }
 
-async fn write(rt: &Rt, uri: &OriginalUri, key: String, command: Command) -> Result<Json<WriteAnswer>, ApiError> {
+async fn write(
+    rt: &Rt,
+    uri: &OriginalUri,
+    key: String,
+    command: Command,
+) -> Result<Json<WriteAnswer>, ApiError> {
     require_leader(rt, uri)?;
     match rt.propose(command.encode()).await {
-        Ok(Reply::Done { index, prev_value }) => Ok(Json(WriteAnswer { key, prev_value, index })),
+        Ok(Reply::Done { index, prev_value }) => Ok(Json(WriteAnswer {
+            key,
+            prev_value,
+            index,
+        })),
         Ok(Reply::CompareFailed { actual }) => Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "compare_failed",
@@ -258,7 +287,11 @@ async fn put_key(
     write(&rt, &uri, key, command).await
 }
 
-async fn delete_key(State(rt): State<Rt>, uri: OriginalUri, Path(key): Path<String>) -> Result<Json<WriteAnswer>, ApiError> {
+async fn delete_key(
+    State(rt): State<Rt>,
+    uri: OriginalUri,
+    Path(key): Path<String>,
+) -> Result<Json<WriteAnswer>, ApiError> {
     check_key(&key)?;
     write(&rt, &uri, key.clone(), Command::Delete { key }).await
 }
@@ -287,7 +320,11 @@ struct ReadQuery {
 /// Waits until a read of `consistency` may be served here.
 async fn read_gate(rt: &Rt, uri: &OriginalUri, consistency: Consistency) -> Result<(), ApiError> {
     match consistency {
-        Consistency::Linearizable => rt.read_barrier().await.map(|_| ()).map_err(|e| request_error(rt, e, uri)),
+        Consistency::Linearizable => rt
+            .read_barrier()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error(rt, e, uri)),
         Consistency::Lease => {
             require_leader(rt, uri)?;
             if rt.leader().borrow().caught_up {
@@ -318,8 +355,14 @@ async fn get_key(
     let index = *rt.applied().borrow();
     let state = rt.state().read().unwrap_or_else(|e| e.into_inner());
     match state.get(&key) {
-        Some(value) => Ok(Json(json!({ "key": key, "value": value, "index": index })).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no key {key:?}"))),
+        Some(value) => {
+            Ok(Json(json!({ "key": key, "value": value, "index": index })).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no key {key:?}"),
+        )),
     }
 }
 
@@ -340,12 +383,17 @@ async fn list(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIST_LIMIT {
-        return Err(ApiError::bad_request(format!("limit must be 1 to {MAX_LIST_LIMIT}")));
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LIST_LIMIT}"
+        )));
     }
     read_gate(&rt, &uri, q.consistency).await?;
     let state = rt.state().read().unwrap_or_else(|e| e.into_inner());
     let (items, more) = state.scan(&q.prefix, limit);
-    let items: Vec<_> = items.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
+    let items: Vec<_> = items
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
     Ok(Json(json!({ "items": items, "more": more })).into_response())
 }
 
@@ -395,8 +443,14 @@ struct NewMember {
 /// Whether `addr` ends in `:port` after a host, and holds nothing that
 /// cannot go in a URL's authority.
 fn has_port(addr: &str) -> bool {
-    let clean = !addr.is_empty() && addr.chars().all(|c| c.is_ascii_graphic() && !"/?#@".contains(c));
-    clean && addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+    let clean = !addr.is_empty()
+        && addr
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"/?#@".contains(c));
+    clean
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
 }
 
 /// A JSON body that does not parse, with the status axum found fitting
@@ -419,25 +473,42 @@ async fn add_member(
         return Err(ApiError::bad_request("member IDs start at 1".into()));
     }
     if !has_port(&m.http_addr) {
-        return Err(ApiError::bad_request(format!("http_addr {:?} is not host:port", m.http_addr)));
+        return Err(ApiError::bad_request(format!(
+            "http_addr {:?} is not host:port",
+            m.http_addr
+        )));
     }
     require_leader(&rt, &uri)?;
     // Resolved here, once, so no member's loop ever waits for DNS.
-    let raft_addr = match tokio::net::lookup_host(&m.raft_addr).await.map(|mut a| a.next()) {
+    let raft_addr = match tokio::net::lookup_host(&m.raft_addr)
+        .await
+        .map(|mut a| a.next())
+    {
         Ok(Some(addr)) => addr.to_string(),
-        _ => return Err(ApiError::bad_request(format!("raft_addr {:?} does not resolve to host:port", m.raft_addr))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "raft_addr {:?} does not resolve to host:port",
+                m.raft_addr
+            )))
+        }
     };
     let info = PeerInfo {
         raft_addr,
         http_addr: m.http_addr,
     };
-    let cs = rt.add_member(m.id, &info, m.learner).await.map_err(|e| request_error(&rt, e, &uri))?;
+    let cs = rt
+        .add_member(m.id, &info, m.learner)
+        .await
+        .map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
 }
 
 /// A member ID from the path, or a JSON 400.
-fn member_id(p: Result<Path<u64>, axum::extract::rejection::PathRejection>) -> Result<u64, ApiError> {
-    p.map(|Path(id)| id).map_err(|e| ApiError::bad_request(e.body_text()))
+fn member_id(
+    p: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<u64, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 async fn promote_member(
@@ -449,9 +520,14 @@ async fn promote_member(
     require_leader(&rt, &uri)?;
     let status = rt.status().await.map_err(|e| request_error(&rt, e, &uri))?;
     if !status.config.learners.contains(&id) {
-        return Err(ApiError::bad_request(format!("member {id} is not a learner")));
+        return Err(ApiError::bad_request(format!(
+            "member {id} is not a learner"
+        )));
     }
-    let cs = rt.promote_member(id).await.map_err(|e| request_error(&rt, e, &uri))?;
+    let cs = rt
+        .promote_member(id)
+        .await
+        .map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
 }
 
@@ -462,7 +538,10 @@ async fn remove_member(
 ) -> Result<Response, ApiError> {
     let id = member_id(id)?;
     require_leader(&rt, &uri)?;
-    let cs = rt.remove_member(id).await.map_err(|e| request_error(&rt, e, &uri))?;
+    let cs = rt
+        .remove_member(id)
+        .await
+        .map_err(|e| request_error(&rt, e, &uri))?;
     Ok(membership(cs))
 }
 
@@ -477,15 +556,29 @@ async fn transfer(
     t: Result<Json<Transfer>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(t) = t.map_err(json_rejection)?;
-    rt.transfer_leadership(t.to).await.map_err(|e| request_error(&rt, e, &uri))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "transferring_to": t.to }))).into_response())
+    rt.transfer_leadership(t.to)
+        .await
+        .map_err(|e| request_error(&rt, e, &uri))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "transferring_to": t.to })),
+    )
+        .into_response())
 }
 
 async fn healthz(State(rt): State<Rt>) -> Response {
     let l = *rt.leader().borrow();
     let ok = rt.is_running();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ok": ok, "id": rt.id(), "leader": l.leader }))).into_response()
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ok": ok, "id": rt.id(), "leader": l.leader })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
@@ -494,33 +587,101 @@ async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
     let commit = rt.status().await.map_or(0, |s| s.basic.hard_state.commit);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
     gauge("rudder_term", "The current term.", "gauge", l.term);
-    gauge("rudder_is_leader", "1 if this member leads.", "gauge", u64::from(l.role == Some(StateRole::Leader)));
-    gauge("rudder_commit_index", "The highest index known committed.", "gauge", commit);
-    gauge("rudder_applied_index", "The last index applied.", "gauge", *rt.applied().borrow());
-    gauge("rudder_proposals_total", "Proposals made here.", "counter", m.proposals.load(Relaxed));
-    gauge("rudder_proposals_applied_total", "Proposals applied and answered.", "counter", m.proposals_applied.load(Relaxed));
-    gauge("rudder_proposals_failed_total", "Proposals that failed.", "counter", m.proposals_failed.load(Relaxed));
-    gauge("rudder_leader_changes_total", "Times the known leader changed.", "counter", m.leader_changes.load(Relaxed));
-    gauge("rudder_reads_total", "Linearizable reads answered.", "counter", m.reads.load(Relaxed));
-    gauge("rudder_read_rounds_total", "ReadIndex rounds.", "counter", m.read_rounds.load(Relaxed));
-    gauge("rudder_snapshots_total", "Snapshots taken.", "counter", m.snapshots.load(Relaxed));
-    gauge("rudder_peer_unreachable_total", "Times a peer was reported unreachable.", "counter", m.unreachable.load(Relaxed));
+    gauge(
+        "rudder_is_leader",
+        "1 if this member leads.",
+        "gauge",
+        u64::from(l.role == Some(StateRole::Leader)),
+    );
+    gauge(
+        "rudder_commit_index",
+        "The highest index known committed.",
+        "gauge",
+        commit,
+    );
+    gauge(
+        "rudder_applied_index",
+        "The last index applied.",
+        "gauge",
+        *rt.applied().borrow(),
+    );
+    gauge(
+        "rudder_proposals_total",
+        "Proposals made here.",
+        "counter",
+        m.proposals.load(Relaxed),
+    );
+    gauge(
+        "rudder_proposals_applied_total",
+        "Proposals applied and answered.",
+        "counter",
+        m.proposals_applied.load(Relaxed),
+    );
+    gauge(
+        "rudder_proposals_failed_total",
+        "Proposals that failed.",
+        "counter",
+        m.proposals_failed.load(Relaxed),
+    );
+    gauge(
+        "rudder_leader_changes_total",
+        "Times the known leader changed.",
+        "counter",
+        m.leader_changes.load(Relaxed),
+    );
+    gauge(
+        "rudder_reads_total",
+        "Linearizable reads answered.",
+        "counter",
+        m.reads.load(Relaxed),
+    );
+    gauge(
+        "rudder_read_rounds_total",
+        "ReadIndex rounds.",
+        "counter",
+        m.read_rounds.load(Relaxed),
+    );
+    gauge(
+        "rudder_snapshots_total",
+        "Snapshots taken.",
+        "counter",
+        m.snapshots.load(Relaxed),
+    );
+    gauge(
+        "rudder_peer_unreachable_total",
+        "Times a peer was reported unreachable.",
+        "counter",
+        m.unreachable.load(Relaxed),
+    );
     let _ = writeln!(out, "# HELP rudder_messages_dropped_total Messages dropped before sending, by type.\n# TYPE rudder_messages_dropped_total counter");
     for (t, n) in dropped() {
         let _ = writeln!(out, "rudder_messages_dropped_total{{type=\"{t:?}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP rudder_messages_sent_total Messages sent, by type.\n# TYPE rudder_messages_sent_total counter");
     for (t, n) in m.sent() {
-        let _ = writeln!(out, "rudder_messages_sent_total{{type=\"{}\"}} {n}", format!("{t:?}"));
+        let _ = writeln!(
+            out,
+            "rudder_messages_sent_total{{type=\"{}\"}} {n}",
+            format!("{t:?}")
+        );
     }
     let h = m.fsync_histogram();
     let _ = writeln!(out, "# HELP rudder_fsync_seconds Time to save a Ready durably.\n# TYPE rudder_fsync_seconds histogram");
-    for le in [100u64, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000] {
+    for le in [
+        100u64, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    ] {
         let count = h.count_between(0, le);
-        let _ = writeln!(out, "rudder_fsync_seconds_bucket{{le=\"{}\"}} {count}", le as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "rudder_fsync_seconds_bucket{{le=\"{}\"}} {count}",
+            le as f64 / 1e6
+        );
     }
     let sum = h.mean() * h.len() as f64 / 1e6;
     let _ = writeln!(out, "rudder_fsync_seconds_bucket{{le=\"+Inf\"}} {}\nrudder_fsync_seconds_sum {sum}\nrudder_fsync_seconds_count {}", h.len(), h.len());

@@ -88,7 +88,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map(|(id, p)| format!("  {id}: http {}  raft {}\n", p.http_addr, p.raft_addr))
             .collect::<String>(),
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping the demo cluster");
     for server in servers {
         server.shutdown().await;

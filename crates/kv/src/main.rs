@@ -35,7 +35,10 @@ enum Command {
 fn main() -> ExitCode {
     rudder_kv::logging::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rudder: cannot start the async runtime: {e}");

@@ -5,7 +5,9 @@
 use crate::api;
 use crate::store::KvStore;
 use anyhow::{bail, Context};
-use rudder_node::runtime::{Inbox, Members, Network, NetworkEvent, PeerInfo, Runtime, RuntimeConfig};
+use rudder_node::runtime::{
+    Inbox, Members, Network, NetworkEvent, PeerInfo, Runtime, RuntimeConfig,
+};
 use rudder_raft::Message;
 use rudder_storage::fs::{FileSystem, OsFs};
 use rudder_storage::{DiskStorage, Options};
@@ -70,7 +72,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         raft = %server.raft_addr(),
         "serving; Ctrl-C stops"
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     info!("stopping");
     server.shutdown().await;
     Ok(())
@@ -81,7 +85,10 @@ pub fn parse_peer(spec: &str) -> anyhow::Result<(u64, PeerInfo)> {
     let (id, addrs) = spec
         .split_once('=')
         .with_context(|| format!("peer {spec:?}: expected ID=RAFT_ADDR[/HTTP_ADDR]"))?;
-    let id: u64 = id.trim().parse().with_context(|| format!("peer {spec:?}: bad ID"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .with_context(|| format!("peer {spec:?}: bad ID"))?;
     if id == 0 {
         bail!("peer {spec:?}: IDs start at 1");
     }
@@ -92,7 +99,9 @@ pub fn parse_peer(spec: &str) -> anyhow::Result<(u64, PeerInfo)> {
             let (host, port) = raft
                 .rsplit_once(':')
                 .with_context(|| format!("peer {spec:?}: address without a port"))?;
-            let port: u16 = port.parse().with_context(|| format!("peer {spec:?}: bad port"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("peer {spec:?}: bad port"))?;
             let http_port = port
                 .checked_sub(1)
                 .with_context(|| format!("peer {spec:?}: no port below {port} for HTTP"))?;
@@ -161,7 +170,10 @@ impl ServerConfig {
             }
         }
         if !args.join && !peers.contains_key(&args.id) {
-            bail!("--peers must include this member ({}) when founding a cluster", args.id);
+            bail!(
+                "--peers must include this member ({}) when founding a cluster",
+                args.id
+            );
         }
         Ok(ServerConfig {
             id: args.id,
@@ -192,7 +204,9 @@ impl Network for TransportNetwork {
     fn add_peer(&self, id: u64, info: &PeerInfo) {
         match info.raft_addr.parse::<SocketAddr>() {
             Ok(addr) => self.0.add_peer(id, addr),
-            Err(e) => warn!(peer = id, addr = %info.raft_addr, "a member's Raft address is not an IP address and port: {e}"),
+            Err(e) => {
+                warn!(peer = id, addr = %info.raft_addr, "a member's Raft address is not an IP address and port: {e}")
+            }
         }
     }
 
@@ -217,17 +231,22 @@ impl Server {
         let fs: Arc<dyn FileSystem> = Arc::new(OsFs);
         let storage = DiskStorage::open(fs, &config.data_dir, Options::default())
             .with_context(|| format!("opening the storage in {}", config.data_dir.display()))?;
-        let (transport, incoming, mut events) =
-            Transport::start(TransportConfig::new(config.id, config.cluster_id, config.raft_listen))
-                .await
-                .context("starting the transport")?;
+        let (transport, incoming, mut events) = Transport::start(TransportConfig::new(
+            config.id,
+            config.cluster_id,
+            config.raft_listen,
+        ))
+        .await
+        .context("starting the transport")?;
         let transport = Arc::new(transport);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
                 let e = match e {
                     TransportEvent::Unreachable(peer) => NetworkEvent::Unreachable(peer),
-                    TransportEvent::Snapshot { to, status } => NetworkEvent::Snapshot { to, status },
+                    TransportEvent::Snapshot { to, status } => {
+                        NetworkEvent::Snapshot { to, status }
+                    }
                 };
                 if events_tx.send(e).is_err() {
                     break;
@@ -256,7 +275,11 @@ impl Server {
             .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
         let http_addr = listener.local_addr().context("the HTTP address")?;
         let counted = Arc::clone(&transport);
-        let app = api::router(runtime.clone(), Arc::new(move || counted.dropped_by_type()), config.max_body);
+        let app = api::router(
+            runtime.clone(),
+            Arc::new(move || counted.dropped_by_type()),
+            config.max_body,
+        );
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -309,10 +332,21 @@ mod tests {
     #[test]
     fn peers_parse_with_and_without_http_addresses() {
         let (id, info) = parse_peer("2=127.0.0.1:3380").unwrap();
-        assert_eq!((id, info.raft_addr.as_str(), info.http_addr.as_str()), (2, "127.0.0.1:3380", "127.0.0.1:3379"));
+        assert_eq!(
+            (id, info.raft_addr.as_str(), info.http_addr.as_str()),
+            (2, "127.0.0.1:3380", "127.0.0.1:3379")
+        );
         let (_, info) = parse_peer("3=10.0.0.1:7000/10.0.0.1:80").unwrap();
         assert_eq!(info.http_addr, "10.0.0.1:80");
-        for bad in ["", "x=1:2", "0=127.0.0.1:1", "1", "1=host", "1=host:0", "1=host:port"] {
+        for bad in [
+            "",
+            "x=1:2",
+            "0=127.0.0.1:1",
+            "1",
+            "1=host",
+            "1=host:0",
+            "1=host:port",
+        ] {
             assert!(parse_peer(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -48,7 +48,11 @@ impl Command {
     /// The entry payload for this command.
     pub fn encode(&self) -> Bytes {
         let wire = match self {
-            Command::Put { key, value, prev_value } => Wire {
+            Command::Put {
+                key,
+                value,
+                prev_value,
+            } => Wire {
                 kind: 1,
                 key: key.clone(),
                 value: value.clone(),
@@ -147,7 +151,11 @@ impl StateMachine for KvStore {
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Reply {
         match Command::decode(data) {
-            Some(Command::Put { key, value, prev_value }) => {
+            Some(Command::Put {
+                key,
+                value,
+                prev_value,
+            }) => {
                 let current = self.map.get(&key);
                 if let Some(expected) = &prev_value {
                     if current != Some(expected) {
@@ -177,7 +185,9 @@ impl StateMachine for KvStore {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.map = SnapshotData::decode(snapshot).map_err(|e| e.to_string())?.map;
+        self.map = SnapshotData::decode(snapshot)
+            .map_err(|e| e.to_string())?
+            .map;
         Ok(())
     }
 }
@@ -198,7 +208,13 @@ mod tests {
     #[test]
     fn puts_deletes_and_compare_and_set() {
         let mut s = KvStore::default();
-        assert_eq!(s.apply(1, &put("a", "1", None)), Reply::Done { index: 1, prev_value: None });
+        assert_eq!(
+            s.apply(1, &put("a", "1", None)),
+            Reply::Done {
+                index: 1,
+                prev_value: None
+            }
+        );
         assert_eq!(
             s.apply(2, &put("a", "2", Some("9"))),
             Reply::CompareFailed {

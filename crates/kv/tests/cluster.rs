@@ -29,10 +29,18 @@ async fn within<F: Future>(what: &str, fut: F) -> F::Output {
 fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Start where the process ID says, so parallel test binaries rarely meet.
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 500) as u16 * 20, SeqCst, SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        SeqCst,
+        SeqCst,
+    );
     loop {
         let port = NEXT.fetch_add(1, SeqCst);
-        assert!(port < 32_768, "ran out of test ports below the ephemeral range");
+        assert!(
+            port < 32_768,
+            "ran out of test ports below the ephemeral range"
+        );
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -60,7 +68,10 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             peers: (1..=n).map(|id| (id, new_member())).collect(),
             servers: BTreeMap::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
             snapshot_every,
         };
         for id in 1..=n {
@@ -97,10 +108,19 @@ impl Cluster {
     async fn leader(&self) -> u64 {
         within("no leader", async {
             loop {
-                let seen: Vec<_> = self.servers.values().map(|s| *s.runtime().leader().borrow()).collect();
-                let leading = seen.iter().filter(|s| s.role == Some(StateRole::Leader)).max_by_key(|s| s.term);
+                let seen: Vec<_> = self
+                    .servers
+                    .values()
+                    .map(|s| *s.runtime().leader().borrow())
+                    .collect();
+                let leading = seen
+                    .iter()
+                    .filter(|s| s.role == Some(StateRole::Leader))
+                    .max_by_key(|s| s.term);
                 if let Some(l) = leading.map(|s| s.leader) {
-                    if self.servers.contains_key(&l) && seen.iter().filter(|s| s.leader == l).count() * 2 > seen.len() {
+                    if self.servers.contains_key(&l)
+                        && seen.iter().filter(|s| s.leader == l).count() * 2 > seen.len()
+                    {
                         return l;
                     }
                 }
@@ -121,11 +141,20 @@ impl Cluster {
         within("a write was never acknowledged", async {
             loop {
                 let id = *self.servers.keys().next().unwrap();
-                let r = self.http.put(self.url(id, &format!("/v1/kv/{key}"))).body(value.to_owned()).send().await;
+                let r = self
+                    .http
+                    .put(self.url(id, &format!("/v1/kv/{key}")))
+                    .body(value.to_owned())
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == StatusCode::OK => return,
                     Ok(r) if r.status().is_server_error() => {}
-                    Ok(r) => panic!("put {key}: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                    Ok(r) => panic!(
+                        "put {key}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ),
                     Err(_) => {}
                 }
                 self.leader().await;
@@ -149,10 +178,19 @@ impl Cluster {
     /// committed.
     async fn settle(&self) {
         let l = self.leader().await;
-        let commit = self.servers[&l].runtime().status().await.unwrap().basic.hard_state.commit;
+        let commit = self.servers[&l]
+            .runtime()
+            .status()
+            .await
+            .unwrap()
+            .basic
+            .hard_state
+            .commit;
         for s in self.servers.values() {
             let mut w = s.runtime().applied();
-            within("a member never caught up", w.wait_for(|&a| a >= commit)).await.unwrap();
+            within("a member never caught up", w.wait_for(|&a| a >= commit))
+                .await
+                .unwrap();
         }
     }
 
@@ -181,7 +219,11 @@ async fn a_killed_leader_loses_no_write_and_catches_up_after_restart() {
     for i in 0..20 {
         for k in [format!("a{i}"), format!("b{i}")] {
             let (status, body) = c.get(old, &k, "stale").await;
-            assert_eq!((status, body["value"].as_str()), (StatusCode::OK, Some(&*i.to_string())), "{k} on {old}");
+            assert_eq!(
+                (status, body["value"].as_str()),
+                (StatusCode::OK, Some(&*i.to_string())),
+                "{k} on {old}"
+            );
         }
     }
     c.shutdown().await;
@@ -201,13 +243,25 @@ async fn a_follower_down_past_compaction_catches_up_by_snapshot() {
     c.settle().await;
     assert_eq!(c.get(lagging, "k", "stale").await.1["value"], "119");
     let l = c.leader().await;
-    let metrics = c.http.get(c.url(l, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .http
+        .get(c.url(l, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.lines().any(|line| line.starts_with("rudder_messages_sent_total{type=\"MsgSnap\"}")),
+        metrics
+            .lines()
+            .any(|line| line.starts_with("rudder_messages_sent_total{type=\"MsgSnap\"}")),
         "the leader sent no snapshot:\n{metrics}"
     );
     assert!(
-        metrics.lines().any(|line| line.starts_with("rudder_messages_dropped_total{type=\"MsgApp\"}")),
+        metrics
+            .lines()
+            .any(|line| line.starts_with("rudder_messages_dropped_total{type=\"MsgApp\"}")),
         "appends to the member that was down are counted dropped:\n{metrics}"
     );
     c.shutdown().await;
@@ -222,22 +276,61 @@ async fn a_learner_joins_is_promoted_and_a_member_is_removed() {
     c.start(4, true).await;
     let l = c.leader().await;
     let add = serde_json::json!({ "id": 4, "raft_addr": four.raft_addr, "http_addr": four.http_addr, "learner": true });
-    let r = c.http.post(c.url(l, "/v1/members")).json(&add).send().await.unwrap();
+    let r = c
+        .http
+        .post(c.url(l, "/v1/members"))
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     c.settle().await;
-    assert_eq!(c.get(4, "k", "stale").await.1["value"], "v", "the learner has the data");
-    let r = c.http.post(c.url(l, "/v1/members/4/promote")).send().await.unwrap();
+    assert_eq!(
+        c.get(4, "k", "stale").await.1["value"],
+        "v",
+        "the learner has the data"
+    );
+    let r = c
+        .http
+        .post(c.url(l, "/v1/members/4/promote"))
+        .send()
+        .await
+        .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert!(body["voters"].as_array().unwrap().contains(&4.into()), "{body}");
+    assert!(
+        body["voters"].as_array().unwrap().contains(&4.into()),
+        "{body}"
+    );
     let victim = *c.servers.keys().find(|&&id| id != l && id != 4).unwrap();
-    let r = c.http.delete(c.url(l, &format!("/v1/members/{victim}"))).send().await.unwrap();
+    let r = c
+        .http
+        .delete(c.url(l, &format!("/v1/members/{victim}")))
+        .send()
+        .await
+        .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert!(!body["voters"].as_array().unwrap().contains(&victim.into()), "{body}");
+    assert!(
+        !body["voters"].as_array().unwrap().contains(&victim.into()),
+        "{body}"
+    );
     c.stop(victim).await;
     c.put("k", "after").await;
     c.settle().await;
-    let cluster: Value = c.http.get(c.url(4, "/v1/cluster")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<u64> = cluster["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    let cluster: Value = c
+        .http
+        .get(c.url(4, "/v1/cluster"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> = cluster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 3, "{cluster}");
     assert!(ids.contains(&4) && !ids.contains(&victim), "{cluster}");
     assert_eq!(c.get(4, "k", "linearizable").await.1["value"], "after");
@@ -253,7 +346,11 @@ async fn a_linearizable_read_after_a_leader_change_sees_the_last_write() {
     c.put("k", "2").await;
     for &id in c.servers.keys() {
         let (status, body) = c.get(id, "k", "linearizable").await;
-        assert_eq!((status, body["value"].as_str()), (StatusCode::OK, Some("2")), "member {id}");
+        assert_eq!(
+            (status, body["value"].as_str()),
+            (StatusCode::OK, Some("2")),
+            "member {id}"
+        );
     }
     c.shutdown().await;
 }
@@ -272,7 +369,15 @@ async fn a_cluster_restarted_whole_keeps_its_data() {
     }
     c.leader().await;
     let l = c.leader().await;
-    let list: Value = c.http.get(c.url(l, "/v1/kv?prefix=k&limit=100")).send().await.unwrap().json().await.unwrap();
+    let list: Value = c
+        .http
+        .get(c.url(l, "/v1/kv?prefix=k&limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 60, "{list}");
     assert_eq!(items[59]["value"], "v59");
@@ -286,7 +391,10 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
     // A follower that has heard from the leader (one may not have yet).
     let follower = within("no follower knows the leader", async {
         loop {
-            let knows = c.servers.iter().find(|(&id, s)| id != l && s.runtime().leader().borrow().leader == l);
+            let knows = c
+                .servers
+                .iter()
+                .find(|(&id, s)| id != l && s.runtime().leader().borrow().leader == l);
             if let Some((&id, _)) = knows {
                 return id;
             }
@@ -295,30 +403,75 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
         }
     })
     .await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = no_redirects.put(c.url(follower, "/v1/kv/x")).body("1").send().await.unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .put(c.url(follower, "/v1/kv/x"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(location, c.url(l, "/v1/kv/x"));
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["error"].as_str(), body["leader"].as_u64()), (Some("not_leader"), Some(l)));
+    assert_eq!(
+        (body["error"].as_str(), body["leader"].as_u64()),
+        (Some("not_leader"), Some(l))
+    );
 
     c.put("x", "1").await;
-    let cas = |prev: &str| c.http.put(c.url(l, &format!("/v1/kv/x?prev_value={prev}"))).body("2").send();
-    assert_eq!(cas("9").await.unwrap().status(), StatusCode::PRECONDITION_FAILED);
+    let cas = |prev: &str| {
+        c.http
+            .put(c.url(l, &format!("/v1/kv/x?prev_value={prev}")))
+            .body("2")
+            .send()
+    };
+    assert_eq!(
+        cas("9").await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
     assert_eq!(cas("1").await.unwrap().status(), StatusCode::OK);
-    assert_eq!(c.get(l, "missing", "linearizable").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get(l, "missing", "linearizable").await.0,
+        StatusCode::NOT_FOUND
+    );
     let huge = "v".repeat((1 << 20) + 1);
-    let r = c.http.put(c.url(l, "/v1/kv/big")).body(huge).send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url(l, "/v1/kv/big"))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "too_large");
     let long_key = "k".repeat(5000);
-    let r = c.http.put(c.url(l, &format!("/v1/kv/{long_key}"))).body("1").send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url(l, &format!("/v1/kv/{long_key}")))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = c.http.get(c.url(l, "/v1/kv/x?consistency=sometimes")).send().await.unwrap();
+    let r = c
+        .http
+        .get(c.url(l, "/v1/kv/x?consistency=sometimes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = c.http.put(c.url(l, "/v1/kv/bin")).body(vec![0xff, 0xfe]).send().await.unwrap();
+    let r = c
+        .http
+        .put(c.url(l, "/v1/kv/bin"))
+        .body(vec![0xff, 0xfe])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.http.delete(c.url(l, "/v1/kv/x")).send().await.unwrap();
     let body: Value = r.json().await.unwrap();
@@ -327,22 +480,67 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
     // did: the writes above); on a follower, a redirect.
     c.put("x", "3").await;
     let (status, body) = c.get(l, "x", "lease").await;
-    assert_eq!((status, body["value"].as_str()), (StatusCode::OK, Some("3")));
-    let r = no_redirects.get(c.url(follower, "/v1/kv/x?consistency=lease")).send().await.unwrap();
+    assert_eq!(
+        (status, body["value"].as_str()),
+        (StatusCode::OK, Some("3"))
+    );
+    let r = no_redirects
+        .get(c.url(follower, "/v1/kv/x?consistency=lease"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     // Membership requests that cannot be right are refused before Raft.
-    let r = c.http.post(c.url(l, &format!("/v1/members/{follower}/promote"))).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a voter is not promoted");
+    let r = c
+        .http
+        .post(c.url(l, &format!("/v1/members/{follower}/promote")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "a voter is not promoted"
+    );
     let bad = serde_json::json!({ "id": 9, "raft_addr": "", "http_addr": "127.0.0.1:1", "learner": true });
-    let r = c.http.post(c.url(l, "/v1/members")).json(&bad).send().await.unwrap();
+    let r = c
+        .http
+        .post(c.url(l, "/v1/members"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an empty Raft address");
-    let r = c.http.post(c.url(l, "/v1/members/abc/promote")).send().await.unwrap();
+    let r = c
+        .http
+        .post(c.url(l, "/v1/members/abc/promote"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "bad_request", "errors are JSON");
-    let r = c.http.post(c.url(l, "/v1/leader/transfer")).json(&serde_json::json!({ "to": 42 })).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no transfer to a stranger");
-    let health: Value = c.http.get(c.url(follower, "/healthz")).send().await.unwrap().json().await.unwrap();
+    let r = c
+        .http
+        .post(c.url(l, "/v1/leader/transfer"))
+        .json(&serde_json::json!({ "to": 42 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "no transfer to a stranger"
+    );
+    let health: Value = c
+        .http
+        .get(c.url(follower, "/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["leader"].as_u64(), Some(l));
     c.shutdown().await;
 }

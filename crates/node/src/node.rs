@@ -243,9 +243,17 @@ impl Node {
     /// task (one hand-off for many proposals, where `propose` costs one
     /// each). Resolves with each one's answer, as [`Node::propose`] would
     /// give it.
-    pub async fn propose_many(&self, batch: Vec<Bytes>) -> Result<Vec<Result<Proposed, NodeError>>, NodeError> {
-        let answers = self.call(|reply| Command::ProposeMany(batch, reply)).await?;
-        Ok(answers.into_iter().map(|a| a.map_err(NodeError::Raft)).collect())
+    pub async fn propose_many(
+        &self,
+        batch: Vec<Bytes>,
+    ) -> Result<Vec<Result<Proposed, NodeError>>, NodeError> {
+        let answers = self
+            .call(|reply| Command::ProposeMany(batch, reply))
+            .await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| a.map_err(NodeError::Raft))
+            .collect())
     }
 
     /// Proposes a configuration change (`ConfChange` or `ConfChangeV2`),

@@ -141,7 +141,11 @@ async fn concurrent_proposals_from_many_tasks_are_applied_exactly_once() {
         .flat_map(|o| o.indexes().map(move |i| (i, o.term)))
         .collect();
     let once: BTreeSet<(u64, u64)> = committed.iter().copied().collect();
-    assert_eq!(committed.len(), once.len(), "each settled once: {outcomes:?}");
+    assert_eq!(
+        committed.len(),
+        once.len(),
+        "each settled once: {outcomes:?}"
+    );
     let committed = once;
     assert_eq!(committed, appended);
     c.stop().await;

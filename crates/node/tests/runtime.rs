@@ -8,7 +8,8 @@
 
 use bytes::Bytes;
 use rudder_node::runtime::{
-    Inbox, LeaderState, Network, NetworkEvent, PeerInfo, RequestError, Runtime, RuntimeConfig, StateMachine,
+    Inbox, LeaderState, Network, NetworkEvent, PeerInfo, RequestError, Runtime, RuntimeConfig,
+    StateMachine,
 };
 use rudder_raft::{Message, MessageType, SnapshotStatus, StateRole};
 use rudder_storage::fs::{FileSystem, MemFs};
@@ -80,12 +81,17 @@ impl Network for Port {
         let down = self.switch.down.lock().unwrap();
         for m in msgs {
             let (to, snap) = (m.to, m.msg_type == MessageType::MsgSnap as i32);
-            let delivered = !down.contains(&to) && inboxes.get(&to).is_some_and(|tx| tx.try_send(m).is_ok());
+            let delivered =
+                !down.contains(&to) && inboxes.get(&to).is_some_and(|tx| tx.try_send(m).is_ok());
             if !delivered {
                 let _ = self.events.send(NetworkEvent::Unreachable(to));
             }
             if snap {
-                let status = if delivered { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
                 let _ = self.events.send(NetworkEvent::Snapshot { to, status });
             }
         }
@@ -142,11 +148,17 @@ impl Cluster {
     fn launch(&mut self, id: u64, bootstrap: bool) {
         let fs = self.disks[&id].clone();
         let opts = Options {
-            wal: WalOptions { segment_size: 64 << 10 },
+            wal: WalOptions {
+                segment_size: 64 << 10,
+            },
             ..Options::default()
         };
-        let storage = DiskStorage::open(Arc::new(fs) as Arc<dyn FileSystem>, Path::new("/data"), opts)
-            .expect("the storage opens");
+        let storage = DiskStorage::open(
+            Arc::new(fs) as Arc<dyn FileSystem>,
+            Path::new("/data"),
+            opts,
+        )
+        .expect("the storage opens");
         let mut config = RuntimeConfig::new(id);
         config.tick = Duration::from_millis(5);
         config.raft.seed = id;
@@ -163,8 +175,14 @@ impl Cluster {
             switch: self.switch.clone(),
             events: events_tx,
         };
-        let rt = Runtime::start(config, storage, Map::default(), port, Inbox { messages, events })
-            .expect("the runtime starts");
+        let rt = Runtime::start(
+            config,
+            storage,
+            Map::default(),
+            port,
+            Inbox { messages, events },
+        )
+        .expect("the runtime starts");
         self.nodes.insert(id, rt);
     }
 
@@ -183,8 +201,15 @@ impl Cluster {
     async fn leader(&self) -> u64 {
         within("no leader elected", async {
             loop {
-                let seen: Vec<LeaderState> = self.nodes.values().map(|rt| *rt.leader().borrow()).collect();
-                let leading = seen.iter().filter(|s| s.role == Some(StateRole::Leader)).max_by_key(|s| s.term);
+                let seen: Vec<LeaderState> = self
+                    .nodes
+                    .values()
+                    .map(|rt| *rt.leader().borrow())
+                    .collect();
+                let leading = seen
+                    .iter()
+                    .filter(|s| s.role == Some(StateRole::Leader))
+                    .max_by_key(|s| s.term);
                 if let Some(l) = leading.map(|s| s.leader) {
                     let following = seen.iter().filter(|s| s.leader == l).count();
                     if self.nodes.contains_key(&l) && following * 2 > seen.len() {
@@ -202,15 +227,24 @@ impl Cluster {
     /// at or below it.
     async fn commit_index(&self) -> u64 {
         let l = self.leader().await;
-        self.nodes[&l].status().await.expect("the leader runs").basic.hard_state.commit
+        self.nodes[&l]
+            .status()
+            .await
+            .expect("the leader runs")
+            .basic
+            .hard_state
+            .commit
     }
 
     /// Waits until node `id` has applied `index`.
     async fn applied(&self, id: u64, index: u64) {
         let mut w = self.nodes[&id].applied();
-        within("the node never applied the index", w.wait_for(|&a| a >= index))
-            .await
-            .expect("the node runs");
+        within(
+            "the node never applied the index",
+            w.wait_for(|&a| a >= index),
+        )
+        .await
+        .expect("the node runs");
     }
 
     fn value(&self, id: u64, key: &str) -> Option<String> {
@@ -234,7 +268,9 @@ async fn put(c: &Cluster, key: &str, value: u64) {
             let l = c.leader().await;
             match c.nodes[&l].propose(cmd(key, value)).await {
                 Ok(_) => return,
-                Err(RequestError::NotLeader { .. } | RequestError::Timeout | RequestError::Unknown) => continue,
+                Err(
+                    RequestError::NotLeader { .. } | RequestError::Timeout | RequestError::Unknown,
+                ) => continue,
                 Err(e) => panic!("put {key}={value}: {e}"),
             }
         }
@@ -247,7 +283,10 @@ async fn three_nodes_replicate_and_followers_point_to_the_leader() {
     let c = Cluster::new(3, 10_000).await;
     let l = c.leader().await;
     for i in 0..50 {
-        let previous = c.nodes[&l].propose(cmd("k", i)).await.expect("the leader applies");
+        let previous = c.nodes[&l]
+            .propose(cmd("k", i))
+            .await
+            .expect("the leader applies");
         assert_eq!(previous, (i > 0).then(|| (i - 1).to_string()));
     }
     let index = c.commit_index().await;
@@ -282,8 +321,16 @@ async fn a_killed_leader_loses_no_acknowledged_write_and_catches_up() {
     c.applied(old, index).await;
     let restarted = c.map(old);
     for i in 0..30 {
-        assert_eq!(restarted.get(&format!("a{i}")), Some(&i.to_string()), "a{i} on the restarted node");
-        assert_eq!(restarted.get(&format!("b{i}")), Some(&i.to_string()), "b{i} on the restarted node");
+        assert_eq!(
+            restarted.get(&format!("a{i}")),
+            Some(&i.to_string()),
+            "a{i} on the restarted node"
+        );
+        assert_eq!(
+            restarted.get(&format!("b{i}")),
+            Some(&i.to_string()),
+            "b{i} on the restarted node"
+        );
     }
     assert_eq!(restarted, c.map(new));
 }
@@ -298,14 +345,21 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     for i in 0..100 {
         put(&c, "k", i).await;
     }
-    assert!(c.nodes[&l].metrics().snapshots.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        c.nodes[&l]
+            .metrics()
+            .snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     c.start(lagging);
     let index = c.commit_index().await;
     c.applied(lagging, index).await;
     assert_eq!(c.map(lagging), c.map(l));
     let sent = c.nodes[&l].metrics().sent();
     assert!(
-        sent.iter().any(|&(t, n)| t == MessageType::MsgSnap && n > 0),
+        sent.iter()
+            .any(|&(t, n)| t == MessageType::MsgSnap && n > 0),
         "the leader sent no snapshot: {sent:?}"
     );
     // The follower got a snapshot: it restarts from one of its own too.
@@ -324,16 +378,25 @@ async fn a_read_after_a_leader_change_sees_the_latest_write() {
     let new = c.leader().await;
     put(&c, "k", 2).await;
     for (&id, rt) in &c.nodes {
-        let index = within("read", rt.read_barrier()).await.expect("a read barrier");
+        let index = within("read", rt.read_barrier())
+            .await
+            .expect("a read barrier");
         assert!(*rt.applied().borrow() >= index);
-        assert_eq!(c.value(id, "k").as_deref(), Some("2"), "node {id} (leader {new})");
+        assert_eq!(
+            c.value(id, "k").as_deref(),
+            Some("2"),
+            "node {id} (leader {new})"
+        );
     }
     // Many reads at once share rounds.
     let reads: Vec<_> = (0..50).map(|_| c.nodes[&new].read_barrier()).collect();
     for r in futures_util::future::join_all(reads).await {
         r.expect("a read barrier");
     }
-    let rounds = c.nodes[&new].metrics().read_rounds.load(std::sync::atomic::Ordering::Relaxed);
+    let rounds = c.nodes[&new]
+        .metrics()
+        .read_rounds
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(rounds < 50, "{rounds} rounds for 53 reads");
 }
 
@@ -344,10 +407,19 @@ async fn after_shutdown_every_request_fails_at_once() {
     c.nodes[&l].propose(cmd("k", 1)).await.unwrap();
     let rt = c.nodes[&l].clone();
     rt.shutdown().await;
-    assert_eq!(within("propose", rt.propose(cmd("k", 2))).await, Err(RequestError::Shutdown));
-    assert_eq!(within("read", rt.read_barrier()).await, Err(RequestError::Shutdown));
+    assert_eq!(
+        within("propose", rt.propose(cmd("k", 2))).await,
+        Err(RequestError::Shutdown)
+    );
+    assert_eq!(
+        within("read", rt.read_barrier()).await,
+        Err(RequestError::Shutdown)
+    );
     let info = PeerInfo::default();
-    assert_eq!(within("add", rt.add_member(2, &info, true)).await, Err(RequestError::Shutdown));
+    assert_eq!(
+        within("add", rt.add_member(2, &info, true)).await,
+        Err(RequestError::Shutdown)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,11 +428,18 @@ async fn a_learner_joins_is_promoted_and_a_voter_is_removed() {
     put(&c, "k", 1).await;
     c.join(4);
     let l = c.leader().await;
-    let cs = c.nodes[&l].add_member(4, &info(4), true).await.expect("learner added");
+    let cs = c.nodes[&l]
+        .add_member(4, &info(4), true)
+        .await
+        .expect("learner added");
     assert_eq!((cs.voters.len(), cs.learners.clone()), (3, vec![4]));
     let index = c.commit_index().await;
     c.applied(4, index).await;
-    assert_eq!(c.value(4, "k").as_deref(), Some("1"), "the learner has the log");
+    assert_eq!(
+        c.value(4, "k").as_deref(),
+        Some("1"),
+        "the learner has the log"
+    );
     let cs = c.nodes[&l].promote_member(4).await.expect("promoted");
     assert!(cs.voters.contains(&4) && cs.learners.is_empty(), "{cs:?}");
     let victim = *c.nodes.keys().find(|&&id| id != l && id != 4).unwrap();

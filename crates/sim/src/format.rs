@@ -16,7 +16,13 @@ pub fn message(m: &Message) -> String {
     let Some(kind) = m.kind() else {
         return format!("{}->{} unknown type {}", m.from, m.to, m.msg_type);
     };
-    let mut s = format!("{}->{} Msg{} term={}", m.from, m.to, kind.short_name(), m.term);
+    let mut s = format!(
+        "{}->{} Msg{} term={}",
+        m.from,
+        m.to,
+        kind.short_name(),
+        m.term
+    );
     use MessageType::*;
     match kind {
         MsgApp => {
@@ -175,7 +181,10 @@ mod tests {
         m.log_term = 1;
         m.index = 5;
         m.commit = 4;
-        m.entries = vec![Entry::new(2, 6, Bytes::from_static(b"x")), Entry::new(2, 7, Bytes::new())];
+        m.entries = vec![
+            Entry::new(2, 6, Bytes::from_static(b"x")),
+            Entry::new(2, 7, Bytes::new()),
+        ];
         assert_eq!(
             message(&m),
             r#"1->2 MsgApp term=2 log=1/5 commit=4 entries=[2/6 "x", 2/7]"#

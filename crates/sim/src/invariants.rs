@@ -64,7 +64,11 @@ fn durable_hard_state(node: u64, storage: &impl Storage) -> Result<HardState, Vi
 fn slot(node: u64, index: u64) -> Result<usize, Violation> {
     match index.checked_sub(1) {
         Some(i) => Ok(i as usize),
-        None => Err(violation("entries have indexes from 1", node, "an entry at index 0".into())),
+        None => Err(violation(
+            "entries have indexes from 1",
+            node,
+            "an entry at index 0".into(),
+        )),
     }
 }
 
@@ -162,7 +166,10 @@ impl Invariants {
                         return Err(violation(
                             "log matching",
                             node,
-                            format!("entry {}/{} differs from the one seen before", e.term, e.index),
+                            format!(
+                                "entry {}/{} differs from the one seen before",
+                                e.term, e.index
+                            ),
                         ));
                     }
                     match (known.prev_term, prev_term) {
@@ -226,7 +233,13 @@ impl Invariants {
             self.committed.resize(i + 1, None);
         }
         match &mut self.committed[i] {
-            None => self.committed[i] = Some(Committed { term, hash, seen_in }),
+            None => {
+                self.committed[i] = Some(Committed {
+                    term,
+                    hash,
+                    seen_in,
+                })
+            }
             Some(c) if c.term == term && c.hash == hash => c.seen_in = c.seen_in.min(seen_in),
             Some(Committed { term: t, .. }) => {
                 let t = *t;
@@ -237,7 +250,7 @@ impl Invariants {
                         "entry {term}/{index} committed here, but {t}/{index}{} was committed before",
                         if t == term { " (other content)" } else { "" }
                     ),
-                ))
+                ));
             }
         }
         Ok(())
@@ -311,12 +324,23 @@ impl Invariants {
                 self.check_completeness(raw)?;
             }
         }
-        let from = self.recorded.get(&id).copied().unwrap_or(0).max(r.log.first_index() - 1);
+        let from = self
+            .recorded
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+            .max(r.log.first_index() - 1);
         if committed > from {
             let mut es = Vec::new();
             r.log
                 .slice(from + 1, committed + 1, u64::MAX, &mut es)
-                .map_err(|e| violation("committed entries are readable", id, format!("{}..={committed}: {e}", from + 1)))?;
+                .map_err(|e| {
+                    violation(
+                        "committed entries are readable",
+                        id,
+                        format!("{}..={committed}: {e}", from + 1),
+                    )
+                })?;
             for e in &es {
                 self.record_committed(id, e, r.term)?;
             }
@@ -356,7 +380,11 @@ impl Invariants {
 
     /// Node `leader` appended `e` in its own term: a configuration change
     /// may be appended only when no earlier one is unapplied.
-    pub fn on_leader_append(&self, raw: &RawNode<impl Storage>, e: &Entry) -> Result<(), Violation> {
+    pub fn on_leader_append(
+        &self,
+        raw: &RawNode<impl Storage>,
+        e: &Entry,
+    ) -> Result<(), Violation> {
         let r = raw.raft();
         if !e.is_conf_change() || e.term != r.term || r.state != StateRole::Leader {
             return Ok(());
@@ -365,7 +393,13 @@ impl Invariants {
         let mut between = Vec::new();
         r.log
             .slice(applied + 1, e.index, u64::MAX, &mut between)
-            .map_err(|err| violation("unapplied entries are readable", r.id, format!("{}..{}: {err}", applied + 1, e.index)))?;
+            .map_err(|err| {
+                violation(
+                    "unapplied entries are readable",
+                    r.id,
+                    format!("{}..{}: {err}", applied + 1, e.index),
+                )
+            })?;
         if let Some(other) = between.iter().find(|x| x.is_conf_change()) {
             return Err(violation(
                 "one change at a time",
@@ -392,7 +426,11 @@ impl Invariants {
         m: &Message,
     ) -> Result<(), Violation> {
         let r = leader.raft();
-        if m.kind() != Some(MessageType::MsgAppResp) || m.reject || r.state != StateRole::Leader || r.term != m.term {
+        if m.kind() != Some(MessageType::MsgAppResp)
+            || m.reject
+            || r.state != StateRole::Leader
+            || r.term != m.term
+        {
             return Ok(());
         }
         let Ok(expected) = r.log.term(m.index) else {
@@ -503,8 +541,13 @@ mod tests {
         inv.on_apply(2, &entry(1, 1, "a")).unwrap();
         let err = inv.on_apply(3, &entry(2, 1, "b")).unwrap_err();
         assert_eq!(err.property, "state machine safety");
-        let err = inv.on_persist(3, &MemoryStorage::new(), &[], Some((1, 2))).unwrap_err();
-        assert_eq!(err.property, "state machine safety", "a snapshot of another history");
+        let err = inv
+            .on_persist(3, &MemoryStorage::new(), &[], Some((1, 2)))
+            .unwrap_err();
+        assert_eq!(
+            err.property, "state machine safety",
+            "a snapshot of another history"
+        );
     }
 
     #[test]
@@ -519,7 +562,10 @@ mod tests {
         let mut ack = Message::new(MessageType::MsgAppResp, 2, 1);
         ack.term = 1;
         ack.index = 2;
-        assert_eq!(inv.on_send(2, &s, &ack).unwrap_err().property, "persist before send");
+        assert_eq!(
+            inv.on_send(2, &s, &ack).unwrap_err().property,
+            "persist before send"
+        );
         ack.index = 1;
         inv.on_send(2, &s, &ack).unwrap();
 
@@ -597,11 +643,18 @@ mod tests {
         // A node restarts holding 1/1 and 1/2 committed in term 1.
         let mut inv = Invariants::new();
         let mut d = disk(&[entry(1, 1, "a"), entry(1, 2, "x")]);
-        d.set_hard_state(HardState { term: 1, vote: 0, commit: 2 });
+        d.set_hard_state(HardState {
+            term: 1,
+            vote: 0,
+            commit: 2,
+        });
         inv.on_restart(5, &d).unwrap();
         let leader = lone_leader(1); // term 2, holding 1/1 (membership), 2/2 (empty)
         assert_eq!(leader.raft().term, 2);
-        assert_eq!(inv.check_node(&leader).unwrap_err().property, "leader completeness");
+        assert_eq!(
+            inv.check_node(&leader).unwrap_err().property,
+            "leader completeness"
+        );
     }
 
     #[test]
@@ -613,7 +666,11 @@ mod tests {
         leader.storage().entries(1, 3, u64::MAX, &mut log).unwrap();
         log.push(entry(9, 3, "x"));
         let mut d = disk(&log);
-        d.set_hard_state(HardState { term: 9, vote: 0, commit: 3 });
+        d.set_hard_state(HardState {
+            term: 9,
+            vote: 0,
+            commit: 3,
+        });
         let mut inv = Invariants::new();
         inv.on_restart(5, &d).unwrap();
         inv.check_node(&leader).unwrap();
@@ -623,7 +680,10 @@ mod tests {
     fn commit_quorum_needs_a_durable_majority() {
         let mut inv = Invariants::new();
         let raw = lone_leader(1);
-        assert_eq!(raw.raft().log.term(raw.raft().log.committed()), Ok(raw.raft().term));
+        assert_eq!(
+            raw.raft().log.term(raw.raft().log.committed()),
+            Ok(raw.raft().term)
+        );
         let err = inv.check_commit_quorum(&raw, |_, _, _| false).unwrap_err();
         assert_eq!(err.property, "joint quorums");
         let mut inv = Invariants::new();

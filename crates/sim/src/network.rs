@@ -200,21 +200,33 @@ mod tests {
         let mut net = Network::default();
         net.faults.max_delay = 10;
         for i in 0..50 {
-            assert!(matches!(net.send(0, msg(1, 2, i), &mut rng), Sent::InFlight(_)));
+            assert!(matches!(
+                net.send(0, msg(1, 2, i), &mut rng),
+                Sent::InFlight(_)
+            ));
         }
         let mut order = Vec::new();
         while let Some(Arrival::Arrived(m)) = net.next_due(10) {
             order.push(m.index);
         }
         assert_eq!(order.len(), 50, "all arrive by the largest delay");
-        assert!(order.windows(2).any(|w| w[0] > w[1]), "some reordered: {order:?}");
+        assert!(
+            order.windows(2).any(|w| w[0] > w[1]),
+            "some reordered: {order:?}"
+        );
 
         net.send(0, msg(1, 2, 0), &mut rng);
         net.cut(1, 2);
-        assert!(matches!(net.next_due(100), Some(Arrival::Lost(_))), "cut while in flight");
+        assert!(
+            matches!(net.next_due(100), Some(Arrival::Lost(_))),
+            "cut while in flight"
+        );
         assert_eq!(net.next_due(100), None);
         assert_eq!(net.send(0, msg(1, 2, 0), &mut rng), Sent::Cut);
-        assert!(matches!(net.send(0, msg(2, 1, 0), &mut rng), Sent::InFlight(_)), "one way");
+        assert!(
+            matches!(net.send(0, msg(2, 1, 0), &mut rng), Sent::InFlight(_)),
+            "one way"
+        );
     }
 
     #[test]
@@ -223,9 +235,14 @@ mod tests {
         let mut net = Network::default();
         net.faults.drop = 0.5;
         net.faults.duplicate = 0.5;
-        let outcomes: Vec<Sent> = (0..1000).map(|i| net.send(0, msg(1, 2, i), &mut rng)).collect();
+        let outcomes: Vec<Sent> = (0..1000)
+            .map(|i| net.send(0, msg(1, 2, i), &mut rng))
+            .collect();
         let dropped = outcomes.iter().filter(|s| **s == Sent::Dropped).count();
-        let dup = outcomes.iter().filter(|s| matches!(s, Sent::Duplicated(..))).count();
+        let dup = outcomes
+            .iter()
+            .filter(|s| matches!(s, Sent::Duplicated(..)))
+            .count();
         assert!((400..600).contains(&dropped), "{dropped} of 1000 dropped");
         assert!((180..320).contains(&dup), "{dup} of 1000 duplicated");
     }

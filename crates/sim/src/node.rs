@@ -14,8 +14,8 @@ use crate::invariants::{Invariants, Violation};
 use crate::kv::{self, KvStore, Op, Reply};
 use bytes::Bytes;
 use rudder_raft::{
-    ConfChangeType, Config, ConfState, MemoryStorage, Message, Outcome, Proposed, RawNode, Ready, StateRole,
-    Storage,
+    ConfChangeType, ConfState, Config, MemoryStorage, Message, Outcome, Proposed, RawNode, Ready,
+    StateRole, Storage,
 };
 use std::collections::HashMap;
 
@@ -298,10 +298,13 @@ impl SimNode {
         self.applied = e.index;
         if let Some((cc, cs)) = disk::apply_conf_change(raw, e)? {
             self.conf_state = cs;
-            let adds = |t: ConfChangeType| t == ConfChangeType::AddNode || t == ConfChangeType::AddLearnerNode;
-            self.snapshot_now |= cc.changes.iter().any(|c| {
-                ConfChangeType::try_from(c.change_type).is_ok_and(adds)
-            });
+            let adds = |t: ConfChangeType| {
+                t == ConfChangeType::AddNode || t == ConfChangeType::AddLearnerNode
+            };
+            self.snapshot_now |= cc
+                .changes
+                .iter()
+                .any(|c| ConfChangeType::try_from(c.change_type).is_ok_and(adds));
             return Ok(());
         }
         let Some((request, op)) = kv::decode(&e.data) else {
@@ -332,7 +335,10 @@ impl SimNode {
     /// Snapshots the state machine once a member was added, and compacts
     /// the log once it grew `COMPACT_AFTER` entries past the last snapshot.
     fn maybe_compact(&mut self) -> Result<(), Violation> {
-        let raw = self.life.raw_mut().expect("compaction runs on a running node");
+        let raw = self
+            .life
+            .raw_mut()
+            .expect("compaction runs on a running node");
         let applied = self.applied;
         let first = raw.storage().first_index().unwrap_or(1);
         let compact = applied >= first + COMPACT_AFTER;

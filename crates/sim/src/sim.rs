@@ -217,11 +217,13 @@ impl Simulation {
                 self.next_fault = self.now + self.rng.random_range(2 * TICK..=30 * TICK);
             }
         }
-        self.heal_everything().map_err(|v| self.fail(v.to_string()))?;
+        self.heal_everything()
+            .map_err(|v| self.fail(v.to_string()))?;
         self.check_liveness()?;
         self.drain_clients()?;
         self.check_convergence()?;
-        let ops = workload::settle(&self.workload.history, &self.effects).map_err(|what| self.fail(what))?;
+        let ops = workload::settle(&self.workload.history, &self.effects)
+            .map_err(|what| self.fail(what))?;
         workload::check_linearizable(&ops).map_err(|what| self.fail(what))?;
         Ok(Report {
             node_ticks: self.node_ticks,
@@ -270,7 +272,9 @@ impl Simulation {
                 }
             }
         }
-        let submits = self.workload.act(self.now, stopping, &self.ids, &mut self.rng);
+        let submits = self
+            .workload
+            .act(self.now, stopping, &self.ids, &mut self.rng);
         for s in submits {
             if self.paused.contains(&s.node) {
                 continue; // a paused server does not answer: the client times out
@@ -278,7 +282,10 @@ impl Simulation {
             if self.nodes.contains_key(&s.node) {
                 let (request, op) = (s.request, s.op);
                 self.log(|| format!("client request #{request} to {}: {op:?}", s.node));
-                self.nodes.get_mut(&s.node).expect("checked").submit(request, &op);
+                self.nodes
+                    .get_mut(&s.node)
+                    .expect("checked")
+                    .submit(request, &op);
             }
         }
         for id in self.ids.clone() {
@@ -393,7 +400,9 @@ impl Simulation {
             for (request, answer) in answers {
                 self.log(|| format!("node {id} answers #{request}: {answer:?}"));
                 match answer {
-                    Answer::Done(reply) => self.workload.done(self.now, request, reply, &mut self.rng),
+                    Answer::Done(reply) => {
+                        self.workload.done(self.now, request, reply, &mut self.rng)
+                    }
                     Answer::Refused { leader } => {
                         self.workload
                             .refused(self.now, request, leader, &self.ids, &mut self.rng)
@@ -412,7 +421,10 @@ impl Simulation {
                     return Err(Violation {
                         property: "applied ≤ committed ≤ last",
                         node: node.id,
-                        detail: format!("the state machine applied {} of {committed} committed", node.applied()),
+                        detail: format!(
+                            "the state machine applied {} of {committed} committed",
+                            node.applied()
+                        ),
                     });
                 }
             }
@@ -431,7 +443,9 @@ impl Simulation {
         }
         let nodes = &self.nodes;
         self.inv.check_commit_quorum(raw, |id, index, term| {
-            nodes.get(&id).is_some_and(|n| disk::holds(n.disk(), index, term))
+            nodes
+                .get(&id)
+                .is_some_and(|n| disk::holds(n.disk(), index, term))
         })
     }
 
@@ -459,8 +473,16 @@ impl Simulation {
     fn pick_fault(&mut self) -> Option<Fault> {
         let k = self.cfg.faults;
         let ids = self.ids.clone();
-        let up: Vec<u64> = ids.iter().copied().filter(|id| self.nodes[id].is_up()).collect();
-        let down: Vec<u64> = ids.iter().copied().filter(|id| !self.nodes[id].is_up()).collect();
+        let up: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.nodes[id].is_up())
+            .collect();
+        let down: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.nodes[id].is_up())
+            .collect();
         let paused: Vec<u64> = self.paused.iter().copied().collect();
         let leader = self.leader_of(&up);
         let mut choices: Vec<Fault> = Vec::new();
@@ -476,12 +498,20 @@ impl Simulation {
                 choices.push(Fault::Partition(vec![l], rest));
             }
             let from = *ids.choose(rng)?;
-            let to = *ids.iter().filter(|&&i| i != from).collect::<Vec<_>>().choose(rng)?;
+            let to = *ids
+                .iter()
+                .filter(|&&i| i != from)
+                .collect::<Vec<_>>()
+                .choose(rng)?;
             choices.push(Fault::CutOneWay(from, *to));
         }
         if k.lossy_links {
             let from = *ids.choose(rng)?;
-            let to = *ids.iter().filter(|&&i| i != from).collect::<Vec<_>>().choose(rng)?;
+            let to = *ids
+                .iter()
+                .filter(|&&i| i != from)
+                .collect::<Vec<_>>()
+                .choose(rng)?;
             choices.push(Fault::LossyLink {
                 from,
                 to: *to,
@@ -507,7 +537,12 @@ impl Simulation {
             }
         }
         if k.pauses {
-            if let Some(&id) = up.iter().filter(|i| !paused.contains(i)).collect::<Vec<_>>().choose(rng) {
+            if let Some(&id) = up
+                .iter()
+                .filter(|i| !paused.contains(i))
+                .collect::<Vec<_>>()
+                .choose(rng)
+            {
                 choices.push(Fault::Pause(*id));
             }
             if let Some(&id) = paused.choose(rng) {
@@ -517,7 +552,12 @@ impl Simulation {
         }
         if let (true, Some(leader)) = (k.transfers, leader) {
             let voters = self.nodes[&leader].conf_state().voters.clone();
-            if let Some(&to) = voters.iter().filter(|&&v| v != leader).collect::<Vec<_>>().choose(rng) {
+            if let Some(&to) = voters
+                .iter()
+                .filter(|&&v| v != leader)
+                .collect::<Vec<_>>()
+                .choose(rng)
+            {
                 choices.push(Fault::Transfer { leader, to: *to });
             }
         }
@@ -669,7 +709,12 @@ impl Simulation {
     /// `LIVENESS_TICKS`.
     fn check_liveness(&mut self) -> Result<(), Failure> {
         let deadline = self.now + LIVENESS_TICKS * TICK;
-        let marker = kv::encode(0, &Op::Get { key: "liveness".into() });
+        let marker = kv::encode(
+            0,
+            &Op::Get {
+                key: "liveness".into(),
+            },
+        );
         let mut proposed: Option<(u64, u64, u64)> = None;
         while self.now < deadline {
             self.step(false).map_err(|v| self.fail(v.to_string()))?;
@@ -684,7 +729,9 @@ impl Simulation {
                     }
                 }
                 _ => {
-                    if let Ok(rudder_raft::Proposed::Appended { index, term }) = raw.propose(marker.clone()) {
+                    if let Ok(rudder_raft::Proposed::Appended { index, term }) =
+                        raw.propose(marker.clone())
+                    {
                         proposed = Some((l, index, term));
                     }
                 }
@@ -714,7 +761,9 @@ impl Simulation {
             self.step(true).map_err(|v| self.fail(v.to_string()))?;
             match self.convergence() {
                 Convergence::Done => return Ok(()),
-                Convergence::Diverged(what) => return Err(self.fail(format!("convergence: {what}"))),
+                Convergence::Diverged(what) => {
+                    return Err(self.fail(format!("convergence: {what}")))
+                }
                 Convergence::Waiting(what) if self.now >= deadline => {
                     return Err(self.fail(format!("convergence: not reached in time: {what}")))
                 }
@@ -733,14 +782,21 @@ impl Simulation {
         let cs = leader.conf_state();
         let target = leader.raw().expect("a leader is up").raft().log.committed();
         let members: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
-        let behind: Vec<u64> = members.iter().copied().filter(|id| self.nodes[id].applied() < target).collect();
+        let behind: Vec<u64> = members
+            .iter()
+            .copied()
+            .filter(|id| self.nodes[id].applied() < target)
+            .collect();
         if !behind.is_empty() || !self.net.is_empty() {
             return Convergence::Waiting(format!(
                 "leader {l} committed {target}; members {behind:?} applied less; {} messages in flight",
                 self.net.len()
             ));
         }
-        match members.iter().find(|id| self.nodes[id].applied() == target && self.nodes[id].kv != leader.kv) {
+        match members
+            .iter()
+            .find(|id| self.nodes[id].applied() == target && self.nodes[id].kv != leader.kv)
+        {
             Some(id) => Convergence::Diverged(format!(
                 "node {id} applied {target} like leader {l} but holds another state"
             )),

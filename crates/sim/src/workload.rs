@@ -49,11 +49,22 @@ pub const CHECK_BUDGET: u64 = 50_000_000;
 /// Settling outcomes only adds facts that held in the run, so it never
 /// hides a violation; it keeps the search from exploring which of many
 /// timed-out writes took effect.
-pub fn settle(history: &[Recorded], effects: &Effects) -> Result<Vec<Operation<Op, Reply>>, String> {
+pub fn settle(
+    history: &[Recorded],
+    effects: &Effects,
+) -> Result<Vec<Operation<Op, Reply>>, String> {
     let mut ops = Vec::with_capacity(history.len());
     for r in history {
-        let answered = r.ret.as_ref().map(|_| *r.requests.last().expect("sent at least once"));
-        let applied: Vec<u64> = r.requests.iter().copied().filter(|q| effects.contains_key(q)).collect();
+        let answered = r
+            .ret
+            .as_ref()
+            .map(|_| *r.requests.last().expect("sent at least once"));
+        let applied: Vec<u64> = r
+            .requests
+            .iter()
+            .copied()
+            .filter(|q| effects.contains_key(q))
+            .collect();
         if let Some(q) = applied.iter().find(|&&q| Some(q) != answered) {
             if answered.is_some() || applied.len() > 1 {
                 return Err(format!(
@@ -184,7 +195,13 @@ impl Workload {
 
     /// Lets clients act at time `now`: start operations (unless `stopping`),
     /// give up on late ones, resend refused ones. Returns what to send.
-    pub fn act(&mut self, now: u64, stopping: bool, nodes: &[u64], rng: &mut SmallRng) -> Vec<Submit> {
+    pub fn act(
+        &mut self,
+        now: u64,
+        stopping: bool,
+        nodes: &[u64],
+        rng: &mut SmallRng,
+    ) -> Vec<Submit> {
         let mut out = Vec::new();
         for i in 0..self.clients.len() {
             let c = &mut self.clients[i];
@@ -290,7 +307,14 @@ impl Workload {
 
     /// Request `request` was refused before taking effect; the client
     /// tries again at `leader` (or another node) a little later.
-    pub fn refused(&mut self, now: u64, request: u64, leader: u64, nodes: &[u64], rng: &mut SmallRng) {
+    pub fn refused(
+        &mut self,
+        now: u64,
+        request: u64,
+        leader: u64,
+        nodes: &[u64],
+        rng: &mut SmallRng,
+    ) {
         let Some(&i) = self.waiting.get(&request) else {
             return;
         };
@@ -323,7 +347,13 @@ mod tests {
         Op::Get { key: "k".into() }
     }
 
-    fn recorded(client: u64, op: Op, requests: &[u64], call: u64, ret: Option<(u64, Reply)>) -> Recorded {
+    fn recorded(
+        client: u64,
+        op: Op,
+        requests: &[u64],
+        call: u64,
+        ret: Option<(u64, Reply)>,
+    ) -> Recorded {
         Recorded {
             client,
             op,
@@ -339,7 +369,10 @@ mod tests {
         let effects = Effects::from([(2, (25, Reply::Done))]);
         let ops = settle(&history, &effects).unwrap();
         assert_eq!(ops.len(), 1);
-        assert_eq!((ops[0].call, ops[0].ret, ops[0].output.clone()), (10, Some(25), Some(Reply::Done)));
+        assert_eq!(
+            (ops[0].call, ops[0].ret, ops[0].output.clone()),
+            (10, Some(25), Some(Reply::Done))
+        );
     }
 
     #[test]
@@ -372,7 +405,13 @@ mod tests {
         let history = [
             recorded(1, put("a"), &[1], 0, Some((5, Reply::Done))),
             recorded(2, put("b"), &[2], 6, None),
-            recorded(3, get(), &[3], 20, Some((21, Reply::Value(Some("a".into()))))),
+            recorded(
+                3,
+                get(),
+                &[3],
+                20,
+                Some((21, Reply::Value(Some("a".into())))),
+            ),
         ];
         // "b" was applied at 8, before the read began: reading "a" is stale.
         let effects = Effects::from([(1, (4, Reply::Done)), (2, (8, Reply::Done))]);

@@ -26,7 +26,10 @@ const PROMISED_NODE_TICKS: u64 = 1_000_000;
 
 fn env(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
-    Some(v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
+    )
 }
 
 /// Runs one seed; on failure (a broken invariant, or a panic in the core
@@ -90,7 +93,11 @@ fn run_half(half: u64) -> u64 {
             r.refusals
         );
     }
-    println!("{} seeds, {node_ticks} node-ticks in {:?}", seeds.len(), start.elapsed());
+    println!(
+        "{} seeds, {node_ticks} node-ticks in {:?}",
+        seeds.len(),
+        start.elapsed()
+    );
     node_ticks
 }
 

@@ -13,7 +13,8 @@ use crate::snap::{SnapshotStore, DEFAULT_KEEP};
 use crate::wal::{Batch, CompactMarker, Located, Position, Wal, WalOptions};
 use rudder_raft::storage_writes::hard_state_of;
 use rudder_raft::{
-    ConfState, Entry, HardState, Message, RaftState, Snapshot, SnapshotMetadata, Storage, StorageError,
+    ConfState, Entry, HardState, Message, RaftState, Snapshot, SnapshotMetadata, Storage,
+    StorageError,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -140,13 +141,22 @@ impl DiskStorage {
     /// another term replaces it and everything after it. (Unlike
     /// `MemoryStorage::append`, a save of held entries does not drop the
     /// entries after them: the core never asks for that.)
-    pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry], must_sync: bool) -> Result<()> {
-        let skip = (self.compacted.index + 1).saturating_sub(entries.first().map_or(0, |e| e.index));
+    pub fn save(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        must_sync: bool,
+    ) -> Result<()> {
+        let skip =
+            (self.compacted.index + 1).saturating_sub(entries.first().map_or(0, |e| e.index));
         let entries = entries.get(skip as usize..).unwrap_or(&[]);
         // Entries held already (same index and term: the same entry, by
         // log matching) are not written again: rewriting them would put
         // durable entries at the mercy of a torn write.
-        let held = entries.iter().take_while(|e| self.term(e.index) == Ok(e.term)).count();
+        let held = entries
+            .iter()
+            .take_while(|e| self.term(e.index) == Ok(e.term))
+            .count();
         let entries = &entries[held..];
         let positions = self.wal.save(&Batch {
             entries,
@@ -160,12 +170,14 @@ impl DiskStorage {
         let Some(first) = entries.first().map(|e| e.index) else {
             return Ok(());
         };
-        self.index.truncate((first - self.compacted.index - 1) as usize);
-        self.index.extend(entries.iter().zip(positions).map(|(e, pos)| Located {
-            index: e.index,
-            term: e.term,
-            pos,
-        }));
+        self.index
+            .truncate((first - self.compacted.index - 1) as usize);
+        self.index
+            .extend(entries.iter().zip(positions).map(|(e, pos)| Located {
+                index: e.index,
+                term: e.term,
+                pos,
+            }));
         if first < self.cache_first {
             self.cache.clear();
             self.cache_size = 0;
@@ -250,7 +262,12 @@ impl DiskStorage {
     /// the log must hold), with the membership in force there (`None`:
     /// the previous snapshot's). The log is not compacted; see
     /// [`DiskStorage::compact`].
-    pub fn create_snapshot(&mut self, index: u64, conf_state: Option<ConfState>, data: &[u8]) -> Result<SnapshotMetadata> {
+    pub fn create_snapshot(
+        &mut self,
+        index: u64,
+        conf_state: Option<ConfState>,
+        data: &[u8],
+    ) -> Result<SnapshotMetadata> {
         self.create_snapshot_from(index, conf_state, &mut &data[..])
     }
 
@@ -266,7 +283,9 @@ impl DiskStorage {
             .term(index)
             .map_err(|e| Error::InvalidWrite(format!("a snapshot at {index}: {e}")))?;
         let meta = SnapshotMetadata {
-            conf_state: Some(conf_state.unwrap_or_else(|| self.snapshot.conf_state.clone().unwrap_or_default())),
+            conf_state: Some(
+                conf_state.unwrap_or_else(|| self.snapshot.conf_state.clone().unwrap_or_default()),
+            ),
             index,
             term,
         };
@@ -327,7 +346,9 @@ impl DiskStorage {
         self.index.drain(..drop.min(self.index.len()));
         self.compacted = marker;
         let last = self.last_index_inner();
-        while self.cache_first <= marker.index || self.cache_first + self.cache.len() as u64 > last + 1 {
+        while self.cache_first <= marker.index
+            || self.cache_first + self.cache.len() as u64 > last + 1
+        {
             let Some(e) = self.cache.pop_front() else {
                 break;
             };
@@ -369,7 +390,9 @@ impl DiskStorage {
     /// opening fails.
     fn load_snapshot(&mut self, meta: SnapshotMetadata) -> Result<()> {
         let files = self.snaps.list()?;
-        let named = files.iter().find(|f| (f.index, f.term) == (meta.index, meta.term));
+        let named = files
+            .iter()
+            .find(|f| (f.index, f.term) == (meta.index, meta.term));
         let problem = match named {
             Some(f) => match self.verify(&f.path) {
                 Ok(()) => {
@@ -382,13 +405,22 @@ impl DiskStorage {
             None => Error::corrupt(
                 self.snaps.dir(),
                 0,
-                format!("the log names snapshot {}/{}, which is not there", meta.term, meta.index),
+                format!(
+                    "the log names snapshot {}/{}, which is not there",
+                    meta.term, meta.index
+                ),
             ),
         };
-        for f in files.iter().filter(|f| f.index < meta.index && f.index >= self.compacted.index) {
+        for f in files
+            .iter()
+            .filter(|f| f.index < meta.index && f.index >= self.compacted.index)
+        {
             if self.verify(&f.path).is_ok() {
                 let older = self.snaps.metadata_of(&f.path)?;
-                let why = format!("{problem}; loaded the older snapshot {}/{} instead", f.term, f.index);
+                let why = format!(
+                    "{problem}; loaded the older snapshot {}/{} instead",
+                    f.term, f.index
+                );
                 tracing::warn!("{why}");
                 self.recovery.snapshot_fallback = Some(why);
                 self.set_snapshot(older, f.path.clone());
@@ -428,7 +460,11 @@ impl DiskStorage {
                 bytes <= self.opts.cache_bytes
             })
             .count();
-        let positions: Vec<Position> = self.index.range(self.index.len() - tail..).map(|loc| loc.pos).collect();
+        let positions: Vec<Position> = self
+            .index
+            .range(self.index.len() - tail..)
+            .map(|loc| loc.pos)
+            .collect();
         let newest = self.wal.read_many(&positions)?;
         self.cache_first = self.last_index_inner() + 1 - newest.len() as u64;
         self.cache_size = newest.iter().map(Entry::accounted_size).sum();
@@ -466,7 +502,9 @@ impl DiskStorage {
 /// a missing one.
 fn check_directory(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     if !fs.is_dir(dir) {
-        return fs.create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e));
+        return fs
+            .create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e));
     }
     let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
     if let Some(other) = names.iter().find(|n| *n != WAL_DIR && *n != SNAP_DIR) {
@@ -486,7 +524,13 @@ impl Storage for DiskStorage {
         })
     }
 
-    fn entries(&self, lo: u64, hi: u64, max_size: u64, out: &mut Vec<Entry>) -> Result<(), StorageError> {
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         if lo <= self.compacted.index {
             return Err(StorageError::Compacted {
                 index: lo,
@@ -495,7 +539,10 @@ impl Storage for DiskStorage {
         }
         let last = self.last_index_inner();
         if hi > last + 1 {
-            return Err(StorageError::Unavailable { index: hi - 1, last });
+            return Err(StorageError::Unavailable {
+                index: hi - 1,
+                last,
+            });
         }
         if lo >= hi {
             return Ok(());

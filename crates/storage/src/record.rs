@@ -77,7 +77,8 @@ pub fn encode(buf: &mut Vec<u8>, kind: RecordType, payload: &[u8]) {
 pub fn encode_message(buf: &mut Vec<u8>, kind: RecordType, msg: &impl prost::Message) {
     let start = buf.len();
     buf.resize(start + HEADER_LEN, 0);
-    msg.encode(buf).expect("invariant broken: a Vec grows to hold any message");
+    msg.encode(buf)
+        .expect("invariant broken: a Vec grows to hold any message");
     let len = buf.len() - start - HEADER_LEN;
     assert!(
         len <= MAX_PAYLOAD,
@@ -155,7 +156,9 @@ impl<'a> Reader<'a> {
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         let kind_byte = rest[8];
         if len > MAX_PAYLOAD {
-            return Err(self.bad(format!("record length {len} exceeds the limit {MAX_PAYLOAD}")));
+            return Err(self.bad(format!(
+                "record length {len} exceeds the limit {MAX_PAYLOAD}"
+            )));
         }
         let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len) else {
             return Err(self.bad(format!(
@@ -165,7 +168,9 @@ impl<'a> Reader<'a> {
         };
         let actual = crc32c::crc32c_append(crc32c::crc32c(&[kind_byte]), payload);
         if actual != crc {
-            return Err(self.bad(format!("checksum mismatch (stored {crc:08x}, computed {actual:08x})")));
+            return Err(self.bad(format!(
+                "checksum mismatch (stored {crc:08x}, computed {actual:08x})"
+            )));
         }
         let Some(kind) = RecordType::from_byte(kind_byte) else {
             return Err(self.bad(format!("unknown record type {kind_byte}")));
@@ -230,9 +235,15 @@ mod tests {
         buf.extend_from_slice(&[0; 64]);
         let mut r = Reader::new(&buf);
         let a = r.next_record().unwrap().unwrap();
-        assert_eq!((a.kind, a.offset, a.payload), (RecordType::Entry, 0, &b"first"[..]));
+        assert_eq!(
+            (a.kind, a.offset, a.payload),
+            (RecordType::Entry, 0, &b"first"[..])
+        );
         let b = r.next_record().unwrap().unwrap();
-        assert_eq!((b.kind, b.payload), (RecordType::HardState, &b"second record"[..]));
+        assert_eq!(
+            (b.kind, b.payload),
+            (RecordType::HardState, &b"second record"[..])
+        );
         assert_eq!(r.next_record(), Ok(None));
         assert_eq!(r.position(), 2 * HEADER_LEN + 5 + 13);
     }
@@ -246,7 +257,11 @@ mod tests {
         };
         let (mut a, mut b) = (Vec::new(), Vec::new());
         encode_message(&mut a, RecordType::HardState, &hs);
-        encode(&mut b, RecordType::HardState, &prost::Message::encode_to_vec(&hs));
+        encode(
+            &mut b,
+            RecordType::HardState,
+            &prost::Message::encode_to_vec(&hs),
+        );
         assert_eq!(a, b);
     }
 
@@ -274,7 +289,10 @@ mod tests {
         let err = Reader::new(&buf).next_record().unwrap_err();
         assert_eq!(err.offset, 0);
         assert!(err.reason.contains("checksum"), "{err}");
-        assert!(!err.torn, "a valid record follows: damage, not a torn write");
+        assert!(
+            !err.torn,
+            "a valid record follows: damage, not a torn write"
+        );
     }
 
     #[test]

@@ -228,7 +228,10 @@ fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
     if seq.len() != 16 || first.len() != 16 {
         return None;
     }
-    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
+    Some((
+        u64::from_str_radix(seq, 16).ok()?,
+        u64::from_str_radix(first, 16).ok()?,
+    ))
 }
 
 /// Replay's view of the log as it reads records in order.
@@ -245,13 +248,23 @@ impl Replay {
     /// start past the compaction point (older segments were removed);
     /// whether a compaction read later covers that hole is checked at the
     /// end.
-    fn entry(&mut self, path: &Path, offset: u64, index: u64, term: u64, pos: Position) -> Result<()> {
+    fn entry(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        index: u64,
+        term: u64,
+        pos: Position,
+    ) -> Result<()> {
         let c = self.rec.compacted.index;
         if index <= c {
             return Ok(()); // discarded already
         }
         let entries = &mut self.rec.entries;
-        match (entries.first().map(|e| e.index), entries.last().map(|e| e.index)) {
+        match (
+            entries.first().map(|e| e.index),
+            entries.last().map(|e| e.index),
+        ) {
             (Some(first), Some(last)) if index >= first => {
                 if index > last + 1 {
                     return Err(Error::corrupt(
@@ -314,14 +327,16 @@ impl Wal {
     /// Opens the log in `dir` (created if missing), replays it, and makes
     /// it ready to append after the last valid record.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered)> {
-        fs.create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        fs.create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
         let mut found = Vec::new();
         for name in fs.list(dir).map_err(|e| Error::io("list", dir, e))? {
             let path = dir.join(&name);
             if name.ends_with(TMP_SUFFIX) {
                 // A segment whose creation a crash interrupted: it never
                 // held anything.
-                fs.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                fs.remove_file(&path)
+                    .map_err(|e| Error::io("remove", &path, e))?;
                 continue;
             }
             let Some((seq, first)) = parse_segment_name(&name) else {
@@ -365,17 +380,28 @@ impl Wal {
         }
         let mut segments = Vec::with_capacity(found.len());
         for (seq, first, path) in found {
-            let file = wal.fs.open(&path).map_err(|e| Error::io("open", &path, e))?;
+            let file = wal
+                .fs
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
             segments.push((Segment { seq, path, file }, first));
         }
         let mut replay = Replay::default();
         wal.offset = replay_all(&mut replay, &segments)?;
         wal.segments = segments.into_iter().map(|(seg, _)| seg).collect();
-        let last = wal.segments.last().expect("replayed at least one segment").path.clone();
+        let last = wal
+            .segments
+            .last()
+            .expect("replayed at least one segment")
+            .path
+            .clone();
         wal.syncer = Some(wal.syncer_for(&last)?);
         let rec = replay.finish(dir)?;
         if let Some((path, offset)) = &rec.torn_tail {
-            let seg = wal.segments.last_mut().expect("replayed at least one segment");
+            let seg = wal
+                .segments
+                .last_mut()
+                .expect("replayed at least one segment");
             // Zero what the torn write left, so the next write starts clean.
             seg.file
                 .set_len(*offset)
@@ -412,7 +438,11 @@ impl Wal {
                 )));
             }
         }
-        if let Some(e) = batch.entries.iter().find(|e| e.encoded_len() > record::MAX_PAYLOAD) {
+        if let Some(e) = batch
+            .entries
+            .iter()
+            .find(|e| e.encoded_len() > record::MAX_PAYLOAD)
+        {
             return Err(Error::InvalidWrite(format!(
                 "entry {} of {} bytes exceeds the record limit of {}",
                 e.index,
@@ -438,7 +468,9 @@ impl Wal {
         if let Some(hs) = batch.hard_state {
             record::encode_message(&mut buf, RecordType::HardState, hs);
         }
-        let rotated = if self.offset + buf.len() as u64 > self.opts.segment_size && self.offset > self.header_len() {
+        let rotated = if self.offset + buf.len() as u64 > self.opts.segment_size
+            && self.offset > self.header_len()
+        {
             self.rotate()
         } else {
             Ok(())
@@ -462,7 +494,11 @@ impl Wal {
         Ok(lens
             .into_iter()
             .map(|len| {
-                let pos = Position { segment, offset, len };
+                let pos = Position {
+                    segment,
+                    offset,
+                    len,
+                };
                 offset += u64::from(len);
                 pos
             })
@@ -490,14 +526,18 @@ impl Wal {
         while let Some(first) = rest.first() {
             let run = 1 + rest
                 .windows(2)
-                .take_while(|w| w[1].segment == w[0].segment && w[1].offset == w[0].offset + u64::from(w[0].len))
+                .take_while(|w| {
+                    w[1].segment == w[0].segment && w[1].offset == w[0].offset + u64::from(w[0].len)
+                })
                 .count();
             let (now, later) = rest.split_at(run);
             let seg = self
                 .segments
                 .binary_search_by_key(&first.segment, |s| s.seq)
                 .map(|i| &self.segments[i])
-                .map_err(|_| Error::InvalidWrite(format!("segment {} was removed", first.segment)))?;
+                .map_err(|_| {
+                    Error::InvalidWrite(format!("segment {} was removed", first.segment))
+                })?;
             let len: u64 = now.iter().map(|p| u64::from(p.len)).sum();
             let mut buf = vec![0; len as usize];
             seg.file
@@ -509,9 +549,18 @@ impl Wal {
                     .next_record()
                     .map_err(|bad| Error::corrupt(&seg.path, pos.offset, bad.reason))?;
                 let entry = match rec {
-                    Some(r) if r.kind == RecordType::Entry => Entry::decode(r.payload)
-                        .map_err(|e| Error::corrupt(&seg.path, pos.offset, format!("entry record: {e}")))?,
-                    _ => return Err(Error::corrupt(&seg.path, pos.offset, "no entry record here")),
+                    Some(r) if r.kind == RecordType::Entry => {
+                        Entry::decode(r.payload).map_err(|e| {
+                            Error::corrupt(&seg.path, pos.offset, format!("entry record: {e}"))
+                        })?
+                    }
+                    _ => {
+                        return Err(Error::corrupt(
+                            &seg.path,
+                            pos.offset,
+                            "no entry record here",
+                        ))
+                    }
                 };
                 out.push(entry);
             }
@@ -533,7 +582,9 @@ impl Wal {
                 .remove_file(&seg.path)
                 .map_err(|e| Error::io("remove", &seg.path, e))?;
         }
-        self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync", &self.dir, e))
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("sync", &self.dir, e))
     }
 
     /// The sequence numbers of the segments, oldest first.
@@ -543,7 +594,9 @@ impl Wal {
 
     /// A [`Syncer`] for the segment being written.
     pub fn syncer(&self) -> Syncer {
-        self.syncer.clone().expect("invariant broken: an open log has a syncer")
+        self.syncer
+            .clone()
+            .expect("invariant broken: an open log has a syncer")
     }
 
     /// A syncer on a handle of its own for the segment at `path`.
@@ -579,7 +632,10 @@ impl Wal {
                 .map_err(|e| Error::io("write", &seg.path, e));
         }
         if outcome.is_ok() && sync {
-            outcome = seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, e));
+            outcome = seg
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &seg.path, e));
         }
         if let Err(e) = &outcome {
             self.poison(e.to_string());
@@ -626,15 +682,24 @@ impl Wal {
     /// synced under a temporary name, renamed, directory synced.
     fn start_segment(&mut self, seq: u64, first_index: u64) -> Result<()> {
         let path = segment_path(&self.dir, seq, first_index);
-        let tmp = self.dir.join(format!("{seq:016x}-{first_index:016x}{TMP_SUFFIX}"));
+        let tmp = self
+            .dir
+            .join(format!("{seq:016x}-{first_index:016x}{TMP_SUFFIX}"));
         let preamble = self.segment_preamble(seq, first_index);
-        let mut file = self.fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
         file.allocate(self.opts.segment_size)
             .and_then(|()| file.write_all_at(&preamble, 0))
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("prepare segment", &tmp, e))?;
-        self.fs.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-        self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync", &self.dir, e))?;
+        self.fs
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &tmp, e))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("sync", &self.dir, e))?;
         self.syncer = Some(self.syncer_for(&path)?);
         self.segments.push(Segment { seq, path, file });
         self.offset = preamble.len() as u64;
@@ -706,7 +771,9 @@ impl SegmentReplay<'_> {
                     break;
                 }
                 match reader.next_record() {
-                    Ok(Some(rec)) => self.record(rec.kind, rec.payload, base + rec.offset as u64)?,
+                    Ok(Some(rec)) => {
+                        self.record(rec.kind, rec.payload, base + rec.offset as u64)?
+                    }
                     Ok(None) if self.header_seen => return Ok(base + done as u64),
                     Ok(None) => return Err(Error::corrupt(path, 0, "segment without a header")),
                     Err(_) => return self.bad_record(file, base + done as u64, file_len, is_last),
@@ -727,14 +794,28 @@ impl SegmentReplay<'_> {
     /// A bad record at `offset`: a torn tail to cut if nothing valid
     /// follows it in the last segment (judged over the whole rest of the
     /// file), otherwise damage.
-    fn bad_record(&mut self, file: &dyn File, offset: u64, file_len: u64, is_last: bool) -> Result<u64> {
+    fn bad_record(
+        &mut self,
+        file: &dyn File,
+        offset: u64,
+        file_len: u64,
+        is_last: bool,
+    ) -> Result<u64> {
         let path = self.path;
-        let rest_len = usize::try_from(file_len - offset).map_err(|_| Error::corrupt(path, offset, "segment larger than memory"))?;
+        let rest_len = usize::try_from(file_len - offset)
+            .map_err(|_| Error::corrupt(path, offset, "segment larger than memory"))?;
         let mut rest = vec![0; rest_len];
-        file.read_exact_at(&mut rest, offset).map_err(|e| Error::io("read", path, e))?;
+        file.read_exact_at(&mut rest, offset)
+            .map_err(|e| Error::io("read", path, e))?;
         let bad = match record::Reader::new(&rest).next_record() {
             Err(bad) => bad,
-            Ok(_) => return Err(Error::corrupt(path, offset, "a record read differently twice")),
+            Ok(_) => {
+                return Err(Error::corrupt(
+                    path,
+                    offset,
+                    "a record read differently twice",
+                ))
+            }
         };
         if bad.torn && is_last && self.header_seen {
             self.replay.rec.torn_tail = Some((path.to_owned(), offset));
@@ -746,9 +827,12 @@ impl SegmentReplay<'_> {
     /// Replays one valid record found at `offset`.
     fn record(&mut self, kind: RecordType, payload: &[u8], offset: u64) -> Result<()> {
         let path = self.path;
-        let bad_payload = |what: &str, e: prost::DecodeError| Error::corrupt(path, offset, format!("{what} record: {e}"));
+        let bad_payload = |what: &str, e: prost::DecodeError| {
+            Error::corrupt(path, offset, format!("{what} record: {e}"))
+        };
         if !self.header_seen {
-            let header = SegmentHeader::decode(payload).map_err(|e| bad_payload("segment header", e))?;
+            let header =
+                SegmentHeader::decode(payload).map_err(|e| bad_payload("segment header", e))?;
             if kind != RecordType::SegmentHeader || header.magic != MAGIC {
                 return Err(Error::corrupt(path, offset, "not a rudder WAL segment"));
             }
@@ -756,14 +840,20 @@ impl SegmentReplay<'_> {
                 return Err(Error::corrupt(
                     path,
                     offset,
-                    format!("segment format version {} (this build reads {VERSION})", header.version),
+                    format!(
+                        "segment format version {} (this build reads {VERSION})",
+                        header.version
+                    ),
                 ));
             }
             if (header.seq, header.first_index) != (self.seq, self.first_index) {
                 return Err(Error::corrupt(
                     path,
                     offset,
-                    format!("header names segment {}-{}, not the file's", header.seq, header.first_index),
+                    format!(
+                        "header names segment {}-{}, not the file's",
+                        header.seq, header.first_index
+                    ),
                 ));
             }
             self.header_seen = true;
@@ -782,16 +872,24 @@ impl SegmentReplay<'_> {
                 replay.entry(path, offset, e.index, e.term, pos)?;
             }
             RecordType::HardState => {
-                replay.rec.hard_state = HardState::decode(payload).map_err(|e| bad_payload("hard state", e))?;
+                replay.rec.hard_state =
+                    HardState::decode(payload).map_err(|e| bad_payload("hard state", e))?;
             }
             RecordType::Snapshot => {
-                let meta = SnapshotMetadata::decode(payload).map_err(|e| bad_payload("snapshot", e))?;
-                if replay.rec.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
+                let meta =
+                    SnapshotMetadata::decode(payload).map_err(|e| bad_payload("snapshot", e))?;
+                if replay
+                    .rec
+                    .snapshot
+                    .as_ref()
+                    .is_none_or(|s| s.index < meta.index)
+                {
                     replay.rec.snapshot = Some(meta);
                 }
             }
             RecordType::Compact => {
-                let marker = CompactMarker::decode(payload).map_err(|e| bad_payload("compaction", e))?;
+                let marker =
+                    CompactMarker::decode(payload).map_err(|e| bad_payload("compaction", e))?;
                 replay.compact(marker);
             }
             RecordType::SegmentHeader => {

@@ -45,8 +45,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use rudder_raft::{
-    ConfState, Entry, HardState, MemoryStorage, Message, MessageType, RaftState, Snapshot, SnapshotMetadata, Storage,
-    StorageError,
+    ConfState, Entry, HardState, MemoryStorage, Message, MessageType, RaftState, Snapshot,
+    SnapshotMetadata, Storage, StorageError,
 };
 use rudder_storage::fs::{MemFs, MemFsFaults};
 use rudder_storage::wal::WalOptions;
@@ -193,10 +193,12 @@ struct Case {
 }
 
 fn hs_sel() -> impl Strategy<Value = HsSel> {
-    (prop::bool::weighted(0.25), 0u64..4, any::<Index>()).prop_map(|(bump_term, vote, commit)| HsSel {
-        bump_term,
-        vote,
-        commit,
+    (prop::bool::weighted(0.25), 0u64..4, any::<Index>()).prop_map(|(bump_term, vote, commit)| {
+        HsSel {
+            bump_term,
+            vote,
+            commit,
+        }
     })
 }
 
@@ -226,8 +228,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let query =
-        (any::<Index>(), any::<Index>(), any::<Index>()).prop_map(|(lo, hi, max_size)| Query { lo, hi, max_size });
+    let query = (any::<Index>(), any::<Index>(), any::<Index>())
+        .prop_map(|(lo, hi, max_size)| Query { lo, hi, max_size });
     (op(), prop::collection::vec(query, 0..4)).prop_map(|(op, queries)| Step { op, queries })
 }
 
@@ -239,15 +241,17 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..=2,
         prop::collection::vec(step(), 1..=MAX_STEPS),
     )
-        .prop_map(|(fs_seed, segment_size, cache_bytes, keep_snapshots, steps)| Case {
-            fs_seed,
-            opts: Options {
-                wal: WalOptions { segment_size },
-                keep_snapshots,
-                cache_bytes,
+        .prop_map(
+            |(fs_seed, segment_size, cache_bytes, keep_snapshots, steps)| Case {
+                fs_seed,
+                opts: Options {
+                    wal: WalOptions { segment_size },
+                    keep_snapshots,
+                    cache_bytes,
+                },
+                steps,
             },
-            steps,
-        })
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -312,7 +316,11 @@ fn entry(index: u64, term: u64) -> Entry {
         1..=5 => 0,
         _ => (h >> 8) % 250,
     };
-    Entry::new(term, index, filler(format!("{index}@{term}:"), h, len as usize))
+    Entry::new(
+        term,
+        index,
+        filler(format!("{index}@{term}:"), h, len as usize),
+    )
 }
 
 /// Entries `start..start + n` of `term`.
@@ -322,11 +330,19 @@ fn run_of(start: u64, n: usize, term: u64) -> Vec<Entry> {
 
 /// A snapshot's data: `len` bytes naming its index and who made it.
 fn snapshot_data(who: &str, index: u64, len: usize) -> Bytes {
-    filler(format!("{who} state at {index}:"), mix(index, len as u64), len)
+    filler(
+        format!("{who} state at {index}:"),
+        mix(index, len as u64),
+        len,
+    )
 }
 
 /// A `MsgStorageAppend` asking for `entries`, `hs` and `snapshot`.
-fn append_message(entries: Vec<Entry>, hs: Option<HardState>, snapshot: Option<Snapshot>) -> Message {
+fn append_message(
+    entries: Vec<Entry>,
+    hs: Option<HardState>,
+    snapshot: Option<Snapshot>,
+) -> Message {
     let mut m = Message::new(MessageType::MsgStorageAppend, 1, 1);
     m.entries = entries;
     if let Some(hs) = hs {
@@ -422,7 +438,8 @@ fn resolve(op: &Op, m: &MemoryStorage) -> Action {
                     run_of(start, n.max(1), a.max_term + 1)
                 }
                 SaveKind::Resend if resend_from <= a.last => {
-                    let start = resend_from + from.index((a.last - resend_from + 1) as usize) as u64;
+                    let start =
+                        resend_from + from.index((a.last - resend_from + 1) as usize) as u64;
                     let mut es: Vec<Entry> = (start..=a.last)
                         .map(|i| entry(i, m.term(i).unwrap_or(a.compacted_term)))
                         .collect();
@@ -465,12 +482,20 @@ fn resolve(op: &Op, m: &MemoryStorage) -> Action {
                 call,
             }
         }
-        &Op::CreateSnapshot { pick, voters, data_len } => {
+        &Op::CreateSnapshot {
+            pick,
+            voters,
+            data_len,
+        } => {
             // Anywhere from below the compaction point to the commit index
             // (refused up to the newest snapshot), or past the log (refused).
             let lo = a.compacted.saturating_sub(1);
             let index = lo + pick.index((a.commit() - lo + 2) as usize) as u64;
-            let index = if index > a.commit() { a.last + 1 } else { index };
+            let index = if index > a.commit() {
+                a.last + 1
+            } else {
+                index
+            };
             Action::CreateSnapshot {
                 index,
                 conf: voters.map(|v| ConfState::with_voters(1..=u64::from(v))),
@@ -604,7 +629,9 @@ fn model_apply(m: &mut MemoryStorage, action: &Action) -> Effect {
         } => {
             let before = m.clone();
             let result = match call {
-                Call::PersistAppend => m.persist_append(&append_message(entries.clone(), *hs, None)),
+                Call::PersistAppend => {
+                    m.persist_append(&append_message(entries.clone(), *hs, None))
+                }
                 _ => m.append(entries).map(|()| {
                     if let Some(hs) = hs {
                         m.set_hard_state(*hs);
@@ -623,7 +650,10 @@ fn model_apply(m: &mut MemoryStorage, action: &Action) -> Effect {
                 for j in 1..=whole {
                     let mut p = before.clone();
                     p.append(&entries[..j]).unwrap();
-                    let what = format!("cut after {j} of its {} entries, without its hard state", entries.len());
+                    let what = format!(
+                        "cut after {j} of its {} entries, without its hard state",
+                        entries.len()
+                    );
                     effect.partial.push((what, p));
                 }
             }
@@ -633,7 +663,9 @@ fn model_apply(m: &mut MemoryStorage, action: &Action) -> Effect {
             if *index <= a.snap || m.term(*index).is_err() {
                 return Effect::refused();
             }
-            let snap = m.create_snapshot(*index, conf.clone(), data.clone()).unwrap();
+            let snap = m
+                .create_snapshot(*index, conf.clone(), data.clone())
+                .unwrap();
             Effect {
                 meta: snap.metadata,
                 ..Effect::done(true)
@@ -655,7 +687,8 @@ fn model_apply(m: &mut MemoryStorage, action: &Action) -> Effect {
             }
             model_install(m, snapshot);
             if let Some((entries, hs)) = then {
-                m.persist_append(&append_message(entries.clone(), *hs, None)).unwrap();
+                m.persist_append(&append_message(entries.clone(), *hs, None))
+                    .unwrap();
             }
             Effect::done(true)
         }
@@ -678,14 +711,23 @@ fn disk_apply(d: &mut DiskStorage, action: &Action) -> Result<Option<SnapshotMet
             Call::PersistAppend => d.persist_append(&append_message(entries.clone(), *hs, None)),
         }
         .map(|()| None),
-        Action::CreateSnapshot { index, conf, data } => d.create_snapshot(*index, conf.clone(), data).map(Some),
+        Action::CreateSnapshot { index, conf, data } => {
+            d.create_snapshot(*index, conf.clone(), data).map(Some)
+        }
         &Action::Compact(index) => d.compact(index).map(|()| None),
-        Action::ApplySnapshot { snapshot, then: None } => d.apply_snapshot(snapshot.clone()).map(|()| None),
+        Action::ApplySnapshot {
+            snapshot,
+            then: None,
+        } => d.apply_snapshot(snapshot.clone()).map(|()| None),
         Action::ApplySnapshot {
             snapshot,
             then: Some((entries, hs)),
         } => d
-            .persist_append(&append_message(entries.clone(), *hs, Some(snapshot.clone())))
+            .persist_append(&append_message(
+                entries.clone(),
+                *hs,
+                Some(snapshot.clone()),
+            ))
             .map(|()| None),
         Action::Crash(_) | Action::Reopen => unreachable!("not a write"),
     }
@@ -714,7 +756,9 @@ fn view<S: Storage>(s: &S) -> View {
     View {
         state: s.initial_state(),
         compacted_term: s.term(f - 1),
-        entries: s.entries(f, l + 1, u64::MAX, &mut entries).map(|()| entries),
+        entries: s
+            .entries(f, l + 1, u64::MAX, &mut entries)
+            .map(|()| entries),
         snapshot: s.snapshot(0),
         first,
         last,
@@ -736,7 +780,10 @@ fn runs(entries: &[Entry]) -> String {
         out.push(if i == j {
             format!("{}@{}", entries[i].index, entries[i].term)
         } else {
-            format!("{}..={}@{}", entries[i].index, entries[j].index, entries[i].term)
+            format!(
+                "{}..={}@{}",
+                entries[i].index, entries[j].index, entries[i].term
+            )
         });
         i = j + 1;
     }
@@ -748,7 +795,10 @@ fn runs(entries: &[Entry]) -> String {
 }
 
 fn describe_hs(hs: &HardState) -> String {
-    format!("hs(term {}, vote {}, commit {})", hs.term, hs.vote, hs.commit)
+    format!(
+        "hs(term {}, vote {}, commit {})",
+        hs.term, hs.vote, hs.commit
+    )
 }
 
 fn describe_snapshot(s: &Snapshot) -> String {
@@ -767,7 +817,12 @@ fn describe_snapshot(s: &Snapshot) -> String {
 impl fmt::Debug for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
-            Ok(s) => write!(f, "{}, voters {:?}", describe_hs(&s.hard_state), s.conf_state.voters)?,
+            Ok(s) => write!(
+                f,
+                "{}, voters {:?}",
+                describe_hs(&s.hard_state),
+                s.conf_state.voters
+            )?,
             Err(e) => write!(f, "initial_state {e:?}")?,
         }
         write!(
@@ -867,7 +922,11 @@ fn describe(action: &Action) -> String {
             sync,
             call,
         } => {
-            format!("{call:?}({}, entries {}, sync {sync})", hs(h), runs(entries))
+            format!(
+                "{call:?}({}, entries {}, sync {sync})",
+                hs(h),
+                runs(entries)
+            )
         }
         Action::CreateSnapshot { index, conf, data } => format!(
             "create_snapshot({index}, voters {:?}, {} bytes)",
@@ -875,7 +934,10 @@ fn describe(action: &Action) -> String {
             data.len()
         ),
         Action::Compact(index) => format!("compact({index})"),
-        Action::ApplySnapshot { snapshot, then: None } => format!("apply_snapshot({})", describe_snapshot(snapshot)),
+        Action::ApplySnapshot {
+            snapshot,
+            then: None,
+        } => format!("apply_snapshot({})", describe_snapshot(snapshot)),
         Action::ApplySnapshot {
             snapshot,
             then: Some((entries, h)),
@@ -893,8 +955,13 @@ fn describe(action: &Action) -> String {
 /// Runs `case`.
 fn run(case: &Case) -> Result<(), String> {
     let mut trace = Vec::new();
-    run_traced(case, &mut trace)
-        .map_err(|why| format!("{why}\nsteps (options {:?}):\n  {}", case.opts, trace.join("\n  ")))
+    run_traced(case, &mut trace).map_err(|why| {
+        format!(
+            "{why}\nsteps (options {:?}):\n  {}",
+            case.opts,
+            trace.join("\n  ")
+        )
+    })
 }
 
 /// Why an open failed, and when.
@@ -908,7 +975,8 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
     let mut model = MemoryStorage::new();
     // The states a crash now may leave, oldest first: the one as of the
     // last synced write, then each later one.
-    let mut possible: Vec<(String, MemoryStorage)> = vec![("the initial state".into(), model.clone())];
+    let mut possible: Vec<(String, MemoryStorage)> =
+        vec![("the initial state".into(), model.clone())];
     for (i, step) in case.steps.iter().enumerate() {
         count(STEPS);
         let action = resolve(&step.op, &model);
@@ -922,7 +990,8 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
                 });
                 fs.crash();
                 count(CRASHES);
-                disk = try_open(&fs, case.opts).map_err(|e| open_failed(e, "reopening after the crash"))?;
+                disk = try_open(&fs, case.opts)
+                    .map_err(|e| open_failed(e, "reopening after the crash"))?;
                 let got = view(&disk);
                 let Some(k) = possible.iter().rposition(|(_, m)| view(m) == got) else {
                     let states: Vec<String> = possible
@@ -960,7 +1029,9 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
                 let effect = model_apply(&mut model, write);
                 match (effect.accepted, disk_apply(&mut disk, write)) {
                     (true, Ok(meta)) if meta == effect.meta => {}
-                    (true, Ok(meta)) => return Err(format!("returned {meta:?}, the model {:?}", effect.meta)),
+                    (true, Ok(meta)) => {
+                        return Err(format!("returned {meta:?}, the model {:?}", effect.meta))
+                    }
                     (true, Err(e)) => return Err(format!("failed: {e}")),
                     (false, Err(Error::InvalidWrite(why))) => {
                         count(REFUSED);
@@ -969,7 +1040,9 @@ fn run_traced(case: &Case, trace: &mut Vec<String>) -> Result<(), String> {
                             return Err("the model changed on a refused write".into());
                         }
                     }
-                    (false, Err(e)) => return Err(format!("refused, but not as an invalid write: {e}")),
+                    (false, Err(e)) => {
+                        return Err(format!("refused, but not as an invalid write: {e}"))
+                    }
                     (false, Ok(_)) => return Err("accepted a write the model refuses".into()),
                 }
                 if effect.synced {
@@ -1040,7 +1113,8 @@ fn leader_snapshot(index: u64, term: u64) -> Snapshot {
 fn a_gap_after_a_leaders_snapshot_inside_the_log_is_refused() {
     let fs = MemFs::new(1);
     let mut s = try_open(&fs, common::small()).unwrap();
-    s.save(Some(&common::hs(1, 0, 0)), &run_of(1, 5, 1), true).unwrap();
+    s.save(Some(&common::hs(1, 0, 0)), &run_of(1, 5, 1), true)
+        .unwrap();
     s.apply_snapshot(leader_snapshot(1, 2)).unwrap();
     assert_eq!((s.first_index(), s.last_index()), (Ok(2), Ok(1)));
     // MemoryStorage refuses this with StorageError::Gap { first: 4, last: 1 }.
@@ -1082,8 +1156,13 @@ fn a_segment_filled_to_within_a_header_of_its_end_reopens() {
 
     let mut s = try_open(&fs, opts).unwrap();
     s.save(None, &[big], true).unwrap();
-    s.save(Some(&common::hs(1, 0, 0)), &[entry(2, 1)], true).unwrap();
-    assert_eq!(s.wal_segments(), [1, 2], "the second entry starts a segment");
+    s.save(Some(&common::hs(1, 0, 0)), &[entry(2, 1)], true)
+        .unwrap();
+    assert_eq!(
+        s.wal_segments(),
+        [1, 2],
+        "the second entry starts a segment"
+    );
     drop(s);
     match try_open(&fs, opts) {
         Ok(s) => assert_eq!(s.last_index(), Ok(2)),
@@ -1102,7 +1181,8 @@ fn a_leaders_snapshot_replacing_a_diverged_log_reopens() {
     let opts = common::small(); // 4 KiB segments
     let mut s = try_open(&fs, opts).unwrap();
     for i in 1..=100 {
-        s.save(Some(&common::hs(1, 0, 0)), &[entry(i, 1)], true).unwrap();
+        s.save(Some(&common::hs(1, 0, 0)), &[entry(i, 1)], true)
+            .unwrap();
     }
     assert!(s.wal_segments().len() > 2);
     // The leader's log holds entry 1 of term 2: all of ours goes.
@@ -1126,7 +1206,8 @@ fn a_leaders_snapshot_replacing_a_diverged_log_stays_replaced() {
     let mut k = 0;
     while s.wal_segments().len() < 2 {
         k += 1;
-        s.save(Some(&common::hs(1, 0, 0)), &[entry(k, 1)], true).unwrap();
+        s.save(Some(&common::hs(1, 0, 0)), &[entry(k, 1)], true)
+            .unwrap();
     }
     // Entry k starts segment 2; entry k - 1 ends segment 1.
     s.apply_snapshot(leader_snapshot(k - 1, 2)).unwrap();
@@ -1152,7 +1233,8 @@ fn a_leaders_snapshot_replacing_a_diverged_log_stays_replaced() {
 fn an_unsynced_resend_of_committed_entries_keeps_them() {
     let fs = MemFs::new(0);
     let mut s = try_open(&fs, common::small()).unwrap();
-    s.save(Some(&common::hs(1, 0, 10)), &run_of(1, 10, 1), true).unwrap();
+    s.save(Some(&common::hs(1, 0, 10)), &run_of(1, 10, 1), true)
+        .unwrap();
     // Entries 5..=8 again, as they are, unsynced; then a crash tears it.
     s.save(None, &run_of(5, 8, 1), false).unwrap();
     drop(s);

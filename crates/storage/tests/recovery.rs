@@ -17,7 +17,11 @@ use std::path::{Path, PathBuf};
 /// The paths of the WAL segments, oldest first.
 fn segments(fs: &MemFs) -> Vec<PathBuf> {
     let dir = Path::new(DIR).join("wal");
-    fs.list(&dir).unwrap().into_iter().map(|n| dir.join(n)).collect()
+    fs.list(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|n| dir.join(n))
+        .collect()
 }
 
 /// `(offset, length)` of every record of a durable file, in order.
@@ -43,7 +47,8 @@ fn overwrite(fs: &MemFs, path: &Path, offset: u64, bytes: &[u8]) {
 fn sixty_then_three(fs: &MemFs) {
     let mut s = open(fs, small());
     for lo in (1..=60).step_by(3) {
-        s.save(Some(&hs(1, 1, lo)), &entries(lo, lo + 2, 1), true).unwrap();
+        s.save(Some(&hs(1, 1, lo)), &entries(lo, lo + 2, 1), true)
+            .unwrap();
     }
     s.save(None, &entries(61, 63, 1), true).unwrap();
 }
@@ -67,13 +72,22 @@ fn every_truncation_of_the_last_record_is_cut_off_and_reported() {
                 f.set_len(cut).unwrap();
                 f.sync_all().unwrap();
             } else {
-                overwrite(&fs, &seg, cut, &vec![0; (last_off + last_len - cut) as usize]);
+                overwrite(
+                    &fs,
+                    &seg,
+                    cut,
+                    &vec![0; (last_off + last_len - cut) as usize],
+                );
             }
             let s = open(&fs, small());
             let what = format!("cut at {cut} (shortened: {shorten})");
             assert_eq!(s.last_index().unwrap(), 62, "{what}: entry 63 was torn");
             assert_eq!(all(&s), entries(1, 62, 1), "{what}");
-            assert_eq!(s.recovery().torn_tail, Some((seg.clone(), last_off)), "{what}");
+            assert_eq!(
+                s.recovery().torn_tail,
+                Some((seg.clone(), last_off)),
+                "{what}"
+            );
             // The storage goes on, and what it writes next survives.
             let mut s = s;
             s.save(None, &entries(63, 64, 2), true).unwrap();
@@ -83,7 +97,11 @@ fn every_truncation_of_the_last_record_is_cut_off_and_reported() {
             assert_eq!(s.recovery().torn_tail, None, "{what}: the tail was cleaned");
         }
     }
-    assert_eq!(base.read_durable(&seg).unwrap(), original, "copies were changed, not the original");
+    assert_eq!(
+        base.read_durable(&seg).unwrap(),
+        original,
+        "copies were changed, not the original"
+    );
 }
 
 /// Copies every file under `DIR` from `from` into the empty `to`, durably.
@@ -140,7 +158,11 @@ fn a_missing_segment_fails_the_open() {
         copy_tree(&fs, &fs2);
         fs2.remove_file(victim).unwrap();
         let err = open_err(&fs2, small());
-        assert!(matches!(err, Error::MissingSegment { .. }), "removing {}: {err}", victim.display());
+        assert!(
+            matches!(err, Error::MissingSegment { .. }),
+            "removing {}: {err}",
+            victim.display()
+        );
     }
 }
 
@@ -153,8 +175,10 @@ fn a_damaged_snapshot_fails_unless_the_log_still_covers_it() {
     for compact in [false, true] {
         let fs = MemFs::new(12);
         let mut s = open(&fs, small());
-        s.save(Some(&hs(1, 1, 60)), &entries(1, 60, 1), true).unwrap();
-        s.create_snapshot(50, Some(cs.clone()), b"the state at 50").unwrap();
+        s.save(Some(&hs(1, 1, 60)), &entries(1, 60, 1), true)
+            .unwrap();
+        s.create_snapshot(50, Some(cs.clone()), b"the state at 50")
+            .unwrap();
         if compact {
             s.compact(45).unwrap();
         }
@@ -213,21 +237,29 @@ fn a_failed_fsync_is_returned_and_later_writes_are_refused() {
     }
     fs.set_faults(MemFsFaults::default());
     // The sync would succeed now, but the pages may be gone: no retry.
-    for attempt in [s.save(None, &entries(6, 8, 1), true), s.save(None, &entries(6, 6, 1), false)] {
+    for attempt in [
+        s.save(None, &entries(6, 8, 1), true),
+        s.save(None, &entries(6, 6, 1), false),
+    ] {
         assert!(matches!(attempt, Err(Error::Poisoned(_))), "{attempt:?}");
     }
     assert!(s.create_snapshot(3, None, b"x").is_err());
     drop(s);
     fs.crash();
     let s = open(&fs, small());
-    assert_eq!(all(&s), entries(1, 5, 1), "what was synced before the failure survives");
+    assert_eq!(
+        all(&s),
+        entries(1, 5, 1),
+        "what was synced before the failure survives"
+    );
 }
 
 #[test]
 fn a_save_synced_apart_survives_and_a_failed_apart_sync_poisons() {
     let fs = MemFs::new(16);
     let mut s = open(&fs, small());
-    s.save(Some(&hs(1, 1, 0)), &entries(1, 30, 1), false).unwrap();
+    s.save(Some(&hs(1, 1, 0)), &entries(1, 30, 1), false)
+        .unwrap();
     let syncer = s.syncer();
     syncer.sync().unwrap();
     // Unsynced, and then lost.
@@ -239,7 +271,11 @@ fn a_save_synced_apart_survives_and_a_failed_apart_sync_poisons() {
     });
     fs.crash();
     let mut s = open(&fs, small());
-    assert_eq!(all(&s), entries(1, 30, 1), "what the syncer synced survives, the rest does not");
+    assert_eq!(
+        all(&s),
+        entries(1, 30, 1),
+        "what the syncer synced survives, the rest does not"
+    );
     s.save(None, &entries(31, 31, 1), false).unwrap();
     fs.set_faults(MemFsFaults {
         fail_sync_after: Some(0),
@@ -247,6 +283,9 @@ fn a_save_synced_apart_survives_and_a_failed_apart_sync_poisons() {
     });
     assert!(matches!(s.syncer().sync(), Err(Error::Io { .. })));
     fs.set_faults(MemFsFaults::default());
-    assert!(matches!(s.save(None, &entries(32, 32, 1), true), Err(Error::Poisoned(_))));
+    assert!(matches!(
+        s.save(None, &entries(32, 32, 1), true),
+        Err(Error::Poisoned(_))
+    ));
     assert!(matches!(s.syncer().sync(), Err(Error::Poisoned(_))));
 }

@@ -195,7 +195,12 @@ impl Writer {
     /// Drops the carried message and everything queued; returns how many.
     fn drop_waiting(&mut self) -> usize {
         let mut dropped = 0;
-        for m in self.carry.take().into_iter().chain(std::iter::from_fn(|| self.queue.try_recv().ok())) {
+        for m in self
+            .carry
+            .take()
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.queue.try_recv().ok()))
+        {
             self.shared.count_dropped(&m);
             dropped += 1;
         }

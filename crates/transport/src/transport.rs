@@ -252,7 +252,10 @@ const MESSAGE_TYPES: usize = 32;
 impl Shared {
     /// Counts `m` as dropped before it was written.
     pub(crate) fn count_dropped(&self, m: &Message) {
-        if let Some(c) = usize::try_from(m.msg_type).ok().and_then(|i| self.dropped.get(i)) {
+        if let Some(c) = usize::try_from(m.msg_type)
+            .ok()
+            .and_then(|i| self.dropped.get(i))
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -122,7 +122,12 @@ async fn a_full_queue_reports_unreachable_without_blocking() {
     assert_eq!(node.event().await, TransportEvent::Unreachable(2));
     // All eleven are counted dropped, by type: six to the full queue,
     // one to the unknown peer, four when the dial failed.
-    let dropped: u64 = node.transport.dropped_by_type().iter().map(|&(_, n)| n).sum();
+    let dropped: u64 = node
+        .transport
+        .dropped_by_type()
+        .iter()
+        .map(|&(_, n)| n)
+        .sum();
     assert_eq!(dropped, 11, "{:?}", node.transport.dropped_by_type());
 }
 

@@ -10,7 +10,9 @@ use super::pending::Waiter;
 use super::reads::{Read, Reads};
 use super::shared::{Shared, Stop};
 use super::workers::{self, Applier};
-use super::{Inbox, LeaderState, Network, NetworkEvent, Request, Runtime, RuntimeConfig, StateMachine};
+use super::{
+    Inbox, LeaderState, Network, NetworkEvent, Request, Runtime, RuntimeConfig, StateMachine,
+};
 use crate::{Node, NodeError, SharedStorage};
 use rudder_raft::storage_writes::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
 use rudder_raft::{Message, Proposed, Ready, Storage};
@@ -39,7 +41,10 @@ pub(super) fn start<M: StateMachine, N: Network>(
     let (snapshot, fresh) = {
         let s = storage.lock();
         let fresh = s.last_index().map_err(rudder_raft::Error::from)? == 0
-            && s.initial_state().map_err(rudder_raft::Error::from)?.hard_state == Default::default();
+            && s.initial_state()
+                .map_err(rudder_raft::Error::from)?
+                .hard_state
+                == Default::default();
         (s.snapshot(0).map_err(rudder_raft::Error::from)?, fresh)
     };
     let mut members = config.peers.clone();
@@ -85,7 +90,12 @@ pub(super) fn start<M: StateMachine, N: Network>(
     ));
     let (append_tx, append_rx) = mpsc::unbounded_channel();
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
-    tokio::spawn(workers::append(node.clone(), storage.clone(), Arc::clone(&shared), append_rx));
+    tokio::spawn(workers::append(
+        node.clone(),
+        storage.clone(),
+        Arc::clone(&shared),
+        append_rx,
+    ));
     let applier = Applier::new(
         node.clone(),
         storage,
@@ -146,7 +156,9 @@ fn spawn_inbox(node: Node, inbox: Inbox, metrics: Arc<Metrics>) {
         while let Some(event) = events.recv().await {
             let done = match event {
                 NetworkEvent::Unreachable(peer) => {
-                    metrics.unreachable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics
+                        .unreachable
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     node.report_unreachable(peer).await
                 }
                 NetworkEvent::Snapshot { to, status } => node.report_snapshot(to, status).await,
@@ -203,7 +215,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         match self.shared.stopped_because() {
             None => info!(id, "node stopped"),
             Some(Stop::Storage(e)) => error!(id, "storage failed, stopping the node: {e}"),
-            Some(Stop::Restore(e)) => error!(id, "the state machine refused a snapshot, stopping: {e}"),
+            Some(Stop::Restore(e)) => {
+                error!(id, "the state machine refused a snapshot, stopping: {e}")
+            }
         }
         self.shared.pending().fail_all(RequestError::Shutdown);
         self.shared.reads().fail_all(RequestError::Shutdown);
@@ -243,7 +257,10 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     }
 
     /// Proposes a run of commands with one hand-off to the node.
-    async fn propose_batch(&mut self, batch: Vec<(bytes::Bytes, Answer<M::Response>)>) -> Result<(), Stopped> {
+    async fn propose_batch(
+        &mut self,
+        batch: Vec<(bytes::Bytes, Answer<M::Response>)>,
+    ) -> Result<(), Stopped> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -253,7 +270,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         for (answer, tx) in answers.into_iter().zip(waiters) {
             match answer {
                 Ok(Proposed::Appended { index, term }) => {
-                    self.shared.pending().insert(index, term, deadline, Waiter::Command(tx));
+                    self.shared
+                        .pending()
+                        .insert(index, term, deadline, Waiter::Command(tx));
                 }
                 Ok(Proposed::Forwarded { .. }) => drop(tx.send(Err(self.not_leader()))),
                 Err(e) => drop(tx.send(Err(self.refusal(e)?))),
@@ -269,7 +288,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             Request::Propose(data, tx) => self.propose_batch(vec![(data, tx)]).await?,
             Request::ChangeMembers(cc, tx) => match self.node.propose_conf_change(&cc).await {
                 Ok(Proposed::Appended { index, term }) => {
-                    self.shared.pending().insert(index, term, deadline, Waiter::ConfChange(tx));
+                    self.shared
+                        .pending()
+                        .insert(index, term, deadline, Waiter::ConfChange(tx));
                 }
                 Ok(Proposed::Forwarded { .. }) => {
                     let _ = tx.send(Err(self.not_leader()));
@@ -290,7 +311,10 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         let Some(ctx) = self.shared.reads().start_round(Instant::now(), retry_after) else {
             return Ok(());
         };
-        self.shared.metrics.read_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .metrics
+            .read_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = self.node.read_index(ctx).await {
             let e = self.refusal(e)?;
             self.shared.reads().fail_round(e);
@@ -347,7 +371,10 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
                 reads.confirmed(&rs.request_ctx, rs.index);
             }
             let answered = reads.applied(self.shared.applied());
-            self.shared.metrics.reads.fetch_add(answered, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .metrics
+                .reads
+                .fetch_add(answered, std::sync::atomic::Ordering::Relaxed);
         }
         self.node.advance(rd).await?;
         self.start_read_round().await
@@ -365,7 +392,10 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             term = hs.term;
         }
         if leader != before.leader && leader != 0 {
-            self.shared.metrics.leader_changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .metrics
+                .leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             info!(id = self.shared.id, leader, term, "leader changed");
         }
         self.shared.set_leader(leader, term, role);

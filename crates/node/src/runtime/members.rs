@@ -88,7 +88,11 @@ pub fn changes(cc: &ConfChangeV2) -> (Vec<(u64, Option<PeerInfo>)>, Vec<u64>) {
     let mut removed = Vec::new();
     for c in &cc.changes {
         match ConfChangeType::try_from(c.change_type) {
-            Ok(ConfChangeType::AddNode | ConfChangeType::AddLearnerNode | ConfChangeType::UpdateNode) => {
+            Ok(
+                ConfChangeType::AddNode
+                | ConfChangeType::AddLearnerNode
+                | ConfChangeType::UpdateNode,
+            ) => {
                 added.push((c.node_id, info.clone()));
             }
             Ok(ConfChangeType::RemoveNode) => removed.push(c.node_id),

@@ -47,7 +47,8 @@ impl Default for Metrics {
             sent: [const { AtomicU64::new(0) }; MESSAGE_TYPES],
             unreachable: AtomicU64::new(0),
             fsync_micros: Mutex::new(
-                Histogram::new_with_bounds(1, 60_000_000, 3).expect("invariant broken: static histogram bounds"),
+                Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .expect("invariant broken: static histogram bounds"),
             ),
         }
     }
@@ -80,6 +81,9 @@ impl Metrics {
 
     /// The save latency histogram, copied.
     pub fn fsync_histogram(&self) -> Histogram<u64> {
-        self.fsync_micros.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.fsync_micros
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -49,8 +49,8 @@ pub use metrics::Metrics;
 use crate::SharedStorage;
 use bytes::Bytes;
 use rudder_raft::{
-    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Config, Message,
-    SnapshotStatus, StateRole, Status,
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Config,
+    Message, SnapshotStatus, StateRole, Status,
 };
 use rudder_storage::DiskStorage;
 use std::sync::{Arc, RwLock};
@@ -175,7 +175,10 @@ pub struct LeaderState {
 /// What a handle asks of the driver.
 enum Request<R> {
     Propose(Bytes, oneshot::Sender<Result<R, RequestError>>),
-    ChangeMembers(ConfChangeV2, oneshot::Sender<Result<ConfState, RequestError>>),
+    ChangeMembers(
+        ConfChangeV2,
+        oneshot::Sender<Result<ConfState, RequestError>>,
+    ),
     Read(oneshot::Sender<Result<u64, RequestError>>),
 }
 
@@ -260,7 +263,12 @@ impl<M: StateMachine> Runtime<M> {
 
     /// Adds member `id` (a learner if `learner`) reachable at `info`;
     /// resolves with the new membership once applied here.
-    pub async fn add_member(&self, id: u64, info: &PeerInfo, learner: bool) -> Result<ConfState, RequestError> {
+    pub async fn add_member(
+        &self,
+        id: u64,
+        info: &PeerInfo,
+        learner: bool,
+    ) -> Result<ConfState, RequestError> {
         let kind = if learner {
             ConfChangeType::AddLearnerNode
         } else {
@@ -272,15 +280,22 @@ impl<M: StateMachine> Runtime<M> {
     /// Promotes learner `id` to voter.
     pub async fn promote_member(&self, id: u64) -> Result<ConfState, RequestError> {
         let info = self.members().get(&id).cloned().unwrap_or_default();
-        self.change(ConfChangeType::AddNode, id, context_for(&info)).await
+        self.change(ConfChangeType::AddNode, id, context_for(&info))
+            .await
     }
 
     /// Removes member `id`.
     pub async fn remove_member(&self, id: u64) -> Result<ConfState, RequestError> {
-        self.change(ConfChangeType::RemoveNode, id, Bytes::new()).await
+        self.change(ConfChangeType::RemoveNode, id, Bytes::new())
+            .await
     }
 
-    async fn change(&self, kind: ConfChangeType, id: u64, context: Bytes) -> Result<ConfState, RequestError> {
+    async fn change(
+        &self,
+        kind: ConfChangeType,
+        id: u64,
+        context: Bytes,
+    ) -> Result<ConfState, RequestError> {
         let cc = ConfChangeV2 {
             transition: ConfChangeTransition::Auto as i32,
             changes: vec![ConfChangeSingle {
@@ -320,7 +335,10 @@ impl<M: StateMachine> Runtime<M> {
 
     /// The members' addresses as this node knows them.
     pub fn members(&self) -> Members {
-        self.members.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// What the runtime has counted.
@@ -347,7 +365,10 @@ impl<M: StateMachine> Runtime<M> {
         // covers a driver that is stuck (a full queue behind a hung disk)
         // or stopped without answering.
         let asked = async {
-            self.requests.send(request(tx)).await.map_err(|_| RequestError::Shutdown)?;
+            self.requests
+                .send(request(tx))
+                .await
+                .map_err(|_| RequestError::Shutdown)?;
             rx.await.map_err(|_| RequestError::Shutdown)?
         };
         match tokio::time::timeout(self.timeout + self.timeout / 2, asked).await {

@@ -52,7 +52,14 @@ impl<R> Pending<R> {
     /// A proposal appended at `index` in `term`, answered by `deadline`.
     pub fn insert(&mut self, index: u64, term: u64, deadline: Instant, waiter: Waiter<R>) {
         // An older proposal at the same index lost it to this one.
-        if let Some(old) = self.by_index.insert(index, Entry { term, deadline, waiter }) {
+        if let Some(old) = self.by_index.insert(
+            index,
+            Entry {
+                term,
+                deadline,
+                waiter,
+            },
+        ) {
             old.waiter.fail(RequestError::NotLeader { leader: 0 });
         }
     }

@@ -151,7 +151,11 @@ impl Reads {
     pub fn fail_all(&mut self, e: RequestError) {
         let rounds = self.in_flight.take().map(|r| r.reads).into_iter();
         let confirmed = self.confirmed.drain(..).map(|(_, reads)| reads);
-        for read in rounds.chain(confirmed).flatten().chain(self.queued.drain(..)) {
+        for read in rounds
+            .chain(confirmed)
+            .flatten()
+            .chain(self.queued.drain(..))
+        {
             let _ = read.reply.send(Err(e.clone()));
         }
     }
@@ -183,7 +187,10 @@ mod tests {
         let ctx1 = reads.start_round(now, Duration::from_secs(1)).unwrap();
         let (b, mut rx_b) = read(far);
         reads.push(b);
-        assert!(reads.start_round(now, Duration::from_secs(1)).is_none(), "one round at a time");
+        assert!(
+            reads.start_round(now, Duration::from_secs(1)).is_none(),
+            "one round at a time"
+        );
         reads.confirmed(&ctx1, 7);
         let ctx2 = reads.start_round(now, Duration::from_secs(1)).unwrap();
         assert_ne!(ctx1, ctx2);

@@ -33,7 +33,11 @@ use tracing::{error, info, warn};
 
 /// Delivers a worker's responses: its own to the node, the rest to peers.
 /// Returns false once the node stopped.
-async fn deliver<M: StateMachine, N: Network>(node: &Node, shared: &Shared<M, N>, responses: Vec<Message>) -> bool {
+async fn deliver<M: StateMachine, N: Network>(
+    node: &Node,
+    shared: &Shared<M, N>,
+    responses: Vec<Message>,
+) -> bool {
     let mut peers = Vec::new();
     for r in responses {
         if r.to == shared.id {
@@ -80,14 +84,20 @@ pub async fn append<M: StateMachine, N: Network>(
                 if let Err(e) = members::open(&snap.data) {
                     // Refused before it is saved: saved, it would fail
                     // every restart.
-                    return fail(&node, &shared, Stop::Restore(format!("a snapshot's envelope: {e}"))).await;
+                    return fail(
+                        &node,
+                        &shared,
+                        Stop::Restore(format!("a snapshot's envelope: {e}")),
+                    )
+                    .await;
                 }
             }
         }
         let storage = storage.clone();
         let started = Instant::now();
         let (batch, saved) = tokio::task::spawn_blocking(move || {
-            let saved = save_all(&storage, &batch, &mut saved_vote).map(|synced| (synced, saved_vote));
+            let saved =
+                save_all(&storage, &batch, &mut saved_vote).map(|synced| (synced, saved_vote));
             (batch, saved)
         })
         .await
@@ -96,7 +106,9 @@ pub async fn append<M: StateMachine, N: Network>(
             Ok((synced, vote)) => {
                 saved_vote = vote;
                 if synced {
-                    shared.metrics.record_fsync(started.elapsed().as_micros() as u64);
+                    shared
+                        .metrics
+                        .record_fsync(started.elapsed().as_micros() as u64);
                 }
             }
             Err(e) => return fail(&node, &shared, Stop::Storage(e)).await,
@@ -219,7 +231,11 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
                 self.shared.network.add_peer(peer, info);
             }
         }
-        self.shared.members.write().unwrap_or_else(|e| e.into_inner()).extend(known);
+        self.shared
+            .members
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(known);
         self.applied = snap.index();
         self.applied_term = snap.term();
         self.last_snapshot = snap.index();
@@ -251,7 +267,11 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             }
             Err(err) => {
                 // Committed, so every replica skips it alike.
-                error!(id = self.shared.id, index = e.index, "skipping an undecodable configuration change: {err}");
+                error!(
+                    id = self.shared.id,
+                    index = e.index,
+                    "skipping an undecodable configuration change: {err}"
+                );
                 return Ok(());
             }
         };
@@ -262,14 +282,22 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
                 if peer != id {
                     self.shared.network.add_peer(peer, &info);
                 }
-                self.shared.members.write().unwrap_or_else(|e| e.into_inner()).insert(peer, info);
+                self.shared
+                    .members
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(peer, info);
             }
         }
         let cs = match self.node.apply_conf_change(&cc).await {
             Ok(cs) => cs,
             Err(NodeError::Raft(err)) => {
                 // Committed, so every member refuses it alike.
-                warn!(id, index = e.index, "configuration change not applied: {err}");
+                warn!(
+                    id,
+                    index = e.index,
+                    "configuration change not applied: {err}"
+                );
                 if let Some(w) = self.shared.pending().take_applied(e.index, e.term) {
                     w.fail(RequestError::Refused(err.to_string()));
                 }
@@ -278,7 +306,11 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             Err(_) => return Err(None),
         };
         for peer in removed {
-            self.shared.members.write().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+            self.shared
+                .members
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
             if peer != id {
                 self.shared.network.remove_peer(peer);
             }
@@ -300,8 +332,20 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             return Ok(());
         }
         let index = self.applied;
-        let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).snapshot();
-        let data = members::seal(&self.shared.members.read().unwrap_or_else(|e| e.into_inner()), state);
+        let state = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot();
+        let data = members::seal(
+            &self
+                .shared
+                .members
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+            state,
+        );
         let cs = self.conf_state.clone();
         let keep = self.keep_entries;
         let storage = self.storage.clone();

@@ -141,7 +141,10 @@ impl Cluster {
                 out.line(0, node.summary());
             }
             Command::Restart(id) => {
-                let node = self.nodes.get_mut(id).ok_or(ClusterError::NoSuchNode(*id))?;
+                let node = self
+                    .nodes
+                    .get_mut(id)
+                    .ok_or(ClusterError::NoSuchNode(*id))?;
                 // What the disk says was committed must agree with what
                 // the cluster committed, as the randomized runs check.
                 if !node.is_up() {
@@ -404,7 +407,9 @@ impl Cluster {
             };
             out.check(depth, self.inv.check_node(raw));
             let durable = |id: u64, index: u64, term: u64| {
-                nodes.get(&id).is_some_and(|n| disk::holds(n.disk(), index, term))
+                nodes
+                    .get(&id)
+                    .is_some_and(|n| disk::holds(n.disk(), index, term))
             };
             out.check(depth, self.inv.check_commit_quorum(raw, durable));
         }

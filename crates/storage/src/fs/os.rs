@@ -106,7 +106,8 @@ impl File for OsFile {
 #[cfg(target_os = "linux")]
 fn allocate(f: &fs::File, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the descriptor is open for writing for the duration of the call.
     match unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, len) } {
         0 => Ok(()),

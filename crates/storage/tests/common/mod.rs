@@ -26,19 +26,33 @@ pub fn small() -> Options {
 /// Entries `lo..=hi` of `term`, each with a payload naming it.
 pub fn entries(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
     (lo..=hi)
-        .map(|i| Entry::new(term, i, Bytes::from(format!("entry {i} of term {term} {}", "x".repeat(40)))))
+        .map(|i| {
+            Entry::new(
+                term,
+                i,
+                Bytes::from(format!("entry {i} of term {term} {}", "x".repeat(40))),
+            )
+        })
         .collect()
 }
 
 /// Opens the storage in `DIR` on `fs`.
 pub fn open(fs: &MemFs, opts: Options) -> DiskStorage {
-    DiskStorage::open(Arc::new(fs.clone()) as Arc<dyn FileSystem>, Path::new(DIR), opts)
-        .unwrap_or_else(|e| panic!("open failed: {e}"))
+    DiskStorage::open(
+        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
+        Path::new(DIR),
+        opts,
+    )
+    .unwrap_or_else(|e| panic!("open failed: {e}"))
 }
 
 /// Opens the storage, expecting an error.
 pub fn open_err(fs: &MemFs, opts: Options) -> rudder_storage::Error {
-    match DiskStorage::open(Arc::new(fs.clone()) as Arc<dyn FileSystem>, Path::new(DIR), opts) {
+    match DiskStorage::open(
+        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
+        Path::new(DIR),
+        opts,
+    ) {
         Ok(_) => panic!("open succeeded on a damaged storage"),
         Err(e) => e,
     }
@@ -60,5 +74,9 @@ pub fn hs(term: u64, vote: u64, commit: u64) -> HardState {
 /// Opens the storage in `DIR` on `fs`, returning the error rather than
 /// panicking (for tests that report a failed open with more context).
 pub fn try_open(fs: &MemFs, opts: Options) -> rudder_storage::Result<DiskStorage> {
-    DiskStorage::open(Arc::new(fs.clone()) as Arc<dyn FileSystem>, Path::new(DIR), opts)
+    DiskStorage::open(
+        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
+        Path::new(DIR),
+        opts,
+    )
 }
