@@ -330,6 +330,11 @@ impl DiskStorage {
         self.purge()
     }
 
+    /// The index of the newest snapshot held (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.index
+    }
+
     /// The sequence numbers of the WAL segments on disk, oldest first.
     pub fn wal_segments(&self) -> Vec<u64> {
         self.wal.segments()

@@ -351,6 +351,11 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = storage.lock();
+            if s.snapshot_index() >= index {
+                // A leader's snapshot, saved by the append worker while this
+                // one was applying what came before it, is newer already.
+                return Ok(());
+            }
             s.create_snapshot(index, Some(cs), &data)?;
             match index.checked_sub(keep) {
                 Some(through) if through > 0 => s.compact(through),
