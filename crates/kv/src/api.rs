@@ -585,105 +585,118 @@ async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
     let m = rt.metrics();
     let l = *rt.leader().borrow();
     let commit = rt.status().await.map_or(0, |s| s.basic.hard_state.commit);
+    let leads = u64::from(l.role == Some(StateRole::Leader));
+    let (gauge, counter) = ("gauge", "counter");
+    let single: [(&str, &str, &str, u64); 12] = [
+        ("rudder_term", "The current term.", gauge, l.term),
+        ("rudder_is_leader", "1 if this member leads.", gauge, leads),
+        (
+            "rudder_commit_index",
+            "The highest index known committed.",
+            gauge,
+            commit,
+        ),
+        (
+            "rudder_applied_index",
+            "The last index applied.",
+            gauge,
+            *rt.applied().borrow(),
+        ),
+        (
+            "rudder_proposals_total",
+            "Proposals made here.",
+            counter,
+            m.proposals.load(Relaxed),
+        ),
+        (
+            "rudder_proposals_applied_total",
+            "Proposals applied and answered.",
+            counter,
+            m.proposals_applied.load(Relaxed),
+        ),
+        (
+            "rudder_proposals_failed_total",
+            "Proposals that failed.",
+            counter,
+            m.proposals_failed.load(Relaxed),
+        ),
+        (
+            "rudder_leader_changes_total",
+            "Times the known leader changed.",
+            counter,
+            m.leader_changes.load(Relaxed),
+        ),
+        (
+            "rudder_reads_total",
+            "Linearizable reads answered.",
+            counter,
+            m.reads.load(Relaxed),
+        ),
+        (
+            "rudder_read_rounds_total",
+            "ReadIndex rounds.",
+            counter,
+            m.read_rounds.load(Relaxed),
+        ),
+        (
+            "rudder_snapshots_total",
+            "Snapshots taken.",
+            counter,
+            m.snapshots.load(Relaxed),
+        ),
+        (
+            "rudder_peer_unreachable_total",
+            "Times a peer was reported unreachable.",
+            counter,
+            m.unreachable.load(Relaxed),
+        ),
+    ];
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+    for (name, help, kind, value) in single {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    gauge("rudder_term", "The current term.", "gauge", l.term);
-    gauge(
-        "rudder_is_leader",
-        "1 if this member leads.",
-        "gauge",
-        u64::from(l.role == Some(StateRole::Leader)),
-    );
-    gauge(
-        "rudder_commit_index",
-        "The highest index known committed.",
-        "gauge",
-        commit,
-    );
-    gauge(
-        "rudder_applied_index",
-        "The last index applied.",
-        "gauge",
-        *rt.applied().borrow(),
-    );
-    gauge(
-        "rudder_proposals_total",
-        "Proposals made here.",
-        "counter",
-        m.proposals.load(Relaxed),
-    );
-    gauge(
-        "rudder_proposals_applied_total",
-        "Proposals applied and answered.",
-        "counter",
-        m.proposals_applied.load(Relaxed),
-    );
-    gauge(
-        "rudder_proposals_failed_total",
-        "Proposals that failed.",
-        "counter",
-        m.proposals_failed.load(Relaxed),
-    );
-    gauge(
-        "rudder_leader_changes_total",
-        "Times the known leader changed.",
-        "counter",
-        m.leader_changes.load(Relaxed),
-    );
-    gauge(
-        "rudder_reads_total",
-        "Linearizable reads answered.",
-        "counter",
-        m.reads.load(Relaxed),
-    );
-    gauge(
-        "rudder_read_rounds_total",
-        "ReadIndex rounds.",
-        "counter",
-        m.read_rounds.load(Relaxed),
-    );
-    gauge(
-        "rudder_snapshots_total",
-        "Snapshots taken.",
-        "counter",
-        m.snapshots.load(Relaxed),
-    );
-    gauge(
-        "rudder_peer_unreachable_total",
-        "Times a peer was reported unreachable.",
-        "counter",
-        m.unreachable.load(Relaxed),
-    );
-    let _ = writeln!(out, "# HELP rudder_messages_dropped_total Messages dropped before sending, by type.\n# TYPE rudder_messages_dropped_total counter");
-    for (t, n) in dropped() {
-        let _ = writeln!(out, "rudder_messages_dropped_total{{type=\"{t:?}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP rudder_messages_sent_total Messages sent, by type.\n# TYPE rudder_messages_sent_total counter");
-    for (t, n) in m.sent() {
-        let _ = writeln!(
-            out,
-            "rudder_messages_sent_total{{type=\"{}\"}} {n}",
-            format!("{t:?}")
-        );
+    let by_type: [(&str, &str, Vec<(MessageType, u64)>); 2] = [
+        (
+            "rudder_messages_sent_total",
+            "Messages sent, by type.",
+            m.sent(),
+        ),
+        (
+            "rudder_messages_dropped_total",
+            "Messages dropped before sending, by type.",
+            dropped(),
+        ),
+    ];
+    for (name, help, counts) in by_type {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (t, n) in counts {
+            let _ = writeln!(out, "{name}{{type=\"{t:?}\"}} {n}");
+        }
     }
     let h = m.fsync_histogram();
-    let _ = writeln!(out, "# HELP rudder_fsync_seconds Time to save a Ready durably.\n# TYPE rudder_fsync_seconds histogram");
+    let name = "rudder_fsync_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to save a Ready durably.\n# TYPE {name} histogram"
+    );
     for le in [
         100u64, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
     ] {
-        let count = h.count_between(0, le);
         let _ = writeln!(
             out,
-            "rudder_fsync_seconds_bucket{{le=\"{}\"}} {count}",
-            le as f64 / 1e6
+            "{name}_bucket{{le=\"{}\"}} {}",
+            le as f64 / 1e6,
+            h.count_between(0, le)
         );
     }
     let sum = h.mean() * h.len() as f64 / 1e6;
-    let _ = writeln!(out, "rudder_fsync_seconds_bucket{{le=\"+Inf\"}} {}\nrudder_fsync_seconds_sum {sum}\nrudder_fsync_seconds_count {}", h.len(), h.len());
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {n}\n{name}_sum {sum}\n{name}_count {n}",
+        n = h.len()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

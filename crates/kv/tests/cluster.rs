@@ -163,15 +163,27 @@ impl Cluster {
         .await
     }
 
-    /// `GET key` at member `id` with `consistency`.
-    async fn get(&self, id: u64, key: &str, consistency: &str) -> (StatusCode, Value) {
+    /// Sends `request`; the status and the JSON body.
+    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let r = request.send().await.expect("the member answers");
+        (r.status(), r.json().await.expect("a JSON body"))
+    }
+
+    /// `GET path` at member `id`: the body as text.
+    async fn text(&self, id: u64, path: &str) -> String {
         let r = self
             .http
-            .get(self.url(id, &format!("/v1/kv/{key}?consistency={consistency}")))
+            .get(self.url(id, path))
             .send()
             .await
             .expect("the member answers");
-        (r.status(), r.json().await.expect("a JSON body"))
+        r.text().await.expect("a body")
+    }
+
+    /// `GET key` at member `id` with `consistency`.
+    async fn get(&self, id: u64, key: &str, consistency: &str) -> (StatusCode, Value) {
+        let url = self.url(id, &format!("/v1/kv/{key}?consistency={consistency}"));
+        self.call(self.http.get(url)).await
     }
 
     /// Waits until every running member has applied what the leader
@@ -243,15 +255,7 @@ async fn a_follower_down_past_compaction_catches_up_by_snapshot() {
     c.settle().await;
     assert_eq!(c.get(lagging, "k", "stale").await.1["value"], "119");
     let l = c.leader().await;
-    let metrics = c
-        .http
-        .get(c.url(l, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.text(l, "/metrics").await;
     assert!(
         metrics
             .lines()
@@ -290,13 +294,7 @@ async fn a_learner_joins_is_promoted_and_a_member_is_removed() {
         "v",
         "the learner has the data"
     );
-    let r = c
-        .http
-        .post(c.url(l, "/v1/members/4/promote"))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = c.call(c.http.post(c.url(l, "/v1/members/4/promote"))).await;
     assert!(
         body["voters"].as_array().unwrap().contains(&4.into()),
         "{body}"
@@ -316,15 +314,7 @@ async fn a_learner_joins_is_promoted_and_a_member_is_removed() {
     c.stop(victim).await;
     c.put("k", "after").await;
     c.settle().await;
-    let cluster: Value = c
-        .http
-        .get(c.url(4, "/v1/cluster"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster: Value = c.call(c.http.get(c.url(4, "/v1/cluster"))).await.1;
     let ids: Vec<u64> = cluster["members"]
         .as_array()
         .unwrap()
@@ -370,14 +360,9 @@ async fn a_cluster_restarted_whole_keeps_its_data() {
     c.leader().await;
     let l = c.leader().await;
     let list: Value = c
-        .http
-        .get(c.url(l, "/v1/kv?prefix=k&limit=100"))
-        .send()
+        .call(c.http.get(c.url(l, "/v1/kv?prefix=k&limit=100")))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 60, "{list}");
     assert_eq!(items[59]["value"], "v59");
@@ -473,8 +458,7 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = c.http.delete(c.url(l, "/v1/kv/x")).send().await.unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = c.call(c.http.delete(c.url(l, "/v1/kv/x"))).await;
     assert_eq!(body["prev_value"], "2");
     // Lease reads on the leader once it applied an entry of its term (it
     // did: the writes above); on a follower, a redirect.
@@ -532,15 +516,7 @@ async fn the_api_refuses_bad_requests_clearly_and_followers_redirect() {
         StatusCode::BAD_REQUEST,
         "no transfer to a stranger"
     );
-    let health: Value = c
-        .http
-        .get(c.url(follower, "/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = c.call(c.http.get(c.url(follower, "/healthz"))).await.1;
     assert_eq!(health["leader"].as_u64(), Some(l));
     c.shutdown().await;
 }
