@@ -22,6 +22,12 @@
 //! of the handle. One task — the application's driver — takes the `Ready`s
 //! and does what they ask.
 //!
+//! [`runtime`] is such a driver, ready-made: it runs a `Node` over the
+//! durable [`rudder_storage::DiskStorage`] and a [`runtime::Network`],
+//! applies to a [`runtime::StateMachine`], and answers proposals and
+//! linearizable reads (the seeds' raftNode). The loop below is what to
+//! write instead when driving a `Node` by hand.
+//!
 //! ## The loop
 //!
 //! The driver runs the same loop as over a `RawNode`, with `.await`:
