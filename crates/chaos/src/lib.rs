@@ -5,7 +5,7 @@
 //! ([`workload`]) read, write and compare-and-set a few registers and add
 //! unique keys to a set, over HTTP, recording every call and return. A
 //! [`nemesis`] drawn from a seed meanwhile kills members with `SIGKILL`
-//! and restarts them, pauses them with `SIGSTOP`, partitions the network
+//! and restarts them (one, the leader, or all at once), pauses them with `SIGSTOP`, partitions the network
 //! (the leader alone, a majority from a minority, a bridge), moves
 //! leadership and replaces members. Afterwards everything heals, the
 //! cluster must converge, and [`check`] requires that:

@@ -23,6 +23,9 @@ pub enum FaultKind {
     Kill,
     /// `SIGKILL` the leader, then restart it.
     KillLeader,
+    /// `SIGKILL` every member at once (a cluster-wide crash), then restart
+    /// them all.
+    KillAll,
     /// `SIGSTOP` a member (the leader half the time), then `SIGCONT`.
     Pause,
     /// Cut the leader off from every other member.
@@ -39,9 +42,10 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
+        FaultKind::KillAll,
         FaultKind::Pause,
         FaultKind::IsolateLeader,
         FaultKind::Split,
@@ -145,6 +149,17 @@ impl Nemesis {
                 tokio::time::sleep(hold).await;
                 self.note(&format!("restart member {id}"));
                 member(cluster, id)?.restart()?;
+            }
+            FaultKind::KillAll => {
+                self.note(&format!("kill -9 every member (leader {leader:?})"));
+                for &id in &ids {
+                    member(cluster, id)?.kill().await?;
+                }
+                tokio::time::sleep(hold).await;
+                self.note("restart every member");
+                for &id in &ids {
+                    member(cluster, id)?.restart()?;
+                }
             }
             FaultKind::Pause => {
                 let id = if self.rng.random_bool(0.5) {
