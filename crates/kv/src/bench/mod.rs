@@ -4,10 +4,11 @@
 //! write straight to it, so no request pays a redirect hop; gets go to the
 //! leader too, except `stale` ones, spread over the endpoints. With gets in
 //! the workload, every key is first written once, so gets read real values.
-//! Then `--clients` tasks, sharing one HTTP client whose pool keeps a
-//! connection per task alive, each send one request, wait for its answer and
-//! send the next, until the deadline; a request in flight then is still
-//! waited for, at most [`REQUEST_TIMEOUT`], so the run ends by itself.
+//! Then `--clients` tasks, each with its own keep-alive connection (no
+//! shared pool: the generator's own CPU is taken from the servers on the
+//! same machine), each send one request, wait for its answer and send the
+//! next, until the deadline; a request in flight then is still waited
+//! for, at most [`REQUEST_TIMEOUT`], so the run ends by itself.
 //!
 //! Each successful operation's latency goes into a histogram (µs), one for
 //! puts and one for gets. A failed one is counted by its kind instead: the
@@ -148,8 +149,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+mod conn;
+
+use conn::Conn;
+
 /// Where the operations go, and how.
 struct Target {
+    /// For the preload (not measured).
     http: reqwest::Client,
     /// Where puts go (and gets, unless stale).
     leader: Url,
@@ -165,35 +171,111 @@ fn key_name(n: u64) -> String {
     format!("bench-{n}")
 }
 
-impl Target {
-    /// Writes key `n`; an error is its kind.
-    async fn put(&self, n: u64) -> Result<(), String> {
-        let url = client::api_url(&self.leader, &["v1", "kv", &key_name(n)], &[]);
-        finish(self.http.put(url).body(self.value.clone()).send().await).await
-    }
-
-    /// Reads key `n` for client `client`; an error is its kind.
-    async fn get(&self, client: usize, n: u64) -> Result<(), String> {
-        let base = &self.readers[client % self.readers.len()];
-        let url = client::api_url(
-            base,
-            &["v1", "kv", &key_name(n)],
-            &[("consistency", self.consistency.as_str())],
-        );
-        finish(self.http.get(url).send().await).await
+/// `url`'s path and query, as a request line names them.
+fn path_and_query(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
     }
 }
 
-/// Reads a response to its end (so the connection is reused) and names
-/// what went wrong, if anything.
-async fn finish(response: reqwest::Result<reqwest::Response>) -> Result<(), String> {
-    let response = response.map_err(|e| transport_error(&e))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| transport_error(&e))?;
-    match status {
-        s if s.is_success() => Ok(()),
-        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => Err("redirect".into()),
-        s => Err(ErrorReply::parse(s, &body).code),
+/// `url`'s `host:port`.
+fn authority(url: &Url) -> anyhow::Result<String> {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => Ok(format!("{host}:{port}")),
+        _ => bail!("{url} has no host and port"),
+    }
+}
+
+impl Target {
+    fn put_path(&self, n: u64) -> String {
+        path_and_query(&client::api_url(
+            &self.leader,
+            &["v1", "kv", &key_name(n)],
+            &[],
+        ))
+    }
+
+    fn reader(&self, client: usize) -> &Url {
+        &self.readers[client % self.readers.len()]
+    }
+
+    fn get_path(&self, client: usize, n: u64) -> String {
+        path_and_query(&client::api_url(
+            self.reader(client),
+            &["v1", "kv", &key_name(n)],
+            &[("consistency", self.consistency.as_str())],
+        ))
+    }
+
+    /// Writes key `n` through the shared client (the preload); an error is
+    /// its kind.
+    async fn preload_put(&self, n: u64) -> Result<(), String> {
+        let url = client::api_url(&self.leader, &["v1", "kv", &key_name(n)], &[]);
+        let response = self
+            .http
+            .put(url)
+            .body(self.value.clone())
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        judge(status.as_u16(), &body)
+    }
+}
+
+/// One client's connections: to the leader for puts, and to its reader for
+/// gets when that is another server.
+struct Client {
+    writer: Conn,
+    reader: Option<Conn>,
+}
+
+impl Client {
+    fn new(target: &Target, i: usize) -> anyhow::Result<Client> {
+        let reader = target.reader(i);
+        Ok(Client {
+            writer: Conn::new(authority(&target.leader)?, REQUEST_TIMEOUT),
+            reader: if reader == &target.leader {
+                None
+            } else {
+                Some(Conn::new(authority(reader)?, REQUEST_TIMEOUT))
+            },
+        })
+    }
+
+    async fn put(&mut self, target: &Target, n: u64) -> Result<(), String> {
+        let (status, body) = self
+            .writer
+            .send(
+                hyper::Method::PUT,
+                &target.put_path(n),
+                target.value.clone(),
+            )
+            .await?;
+        judge(status.as_u16(), &body)
+    }
+
+    async fn get(&mut self, target: &Target, i: usize, n: u64) -> Result<(), String> {
+        let conn = self.reader.as_mut().unwrap_or(&mut self.writer);
+        let (status, body) = conn
+            .send(hyper::Method::GET, &target.get_path(i, n), Bytes::new())
+            .await?;
+        judge(status.as_u16(), &body)
+    }
+}
+
+/// What an answer means: success, or the error's kind (`redirect`, or the
+/// API's error code).
+fn judge(status: u16, body: &[u8]) -> Result<(), String> {
+    match StatusCode::from_u16(status) {
+        Ok(s) if s.is_success() => Ok(()),
+        Ok(StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT) => {
+            Err("redirect".into())
+        }
+        Ok(s) => Err(ErrorReply::parse(s, body).code),
+        Err(_) => Err(format!("status {status}")),
     }
 }
 
@@ -290,6 +372,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     for i in 0..usize::from(args.clients) {
         let (target, stats) = (target.clone(), stats.clone());
         let (keys, get_share) = (args.keys, args.get_share());
+        let mut client = Client::new(&target, i)?;
         clients.spawn(async move {
             let mut rng = SmallRng::seed_from_u64(i as u64);
             while Instant::now() < deadline {
@@ -297,9 +380,9 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
                 let is_get = rng.random::<f64>() < get_share;
                 let start = Instant::now();
                 let outcome = if is_get {
-                    target.get(i, key).await
+                    client.get(&target, i, key).await
                 } else {
-                    target.put(key).await
+                    client.put(&target, key).await
                 };
                 let took = start.elapsed();
                 let mut stats = lock(&stats);
@@ -352,7 +435,7 @@ async fn preload(target: &Arc<Target>, keys: u64, clients: usize) -> anyhow::Res
         tasks.spawn(async move {
             for n in (first..keys).step_by(clients) {
                 target
-                    .put(n)
+                    .preload_put(n)
                     .await
                     .map_err(|kind| anyhow::anyhow!("preloading {}: {kind}", key_name(n)))?;
             }

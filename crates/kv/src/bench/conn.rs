@@ -1,0 +1,110 @@
+//! One client's keep-alive HTTP/1.1 connection to one server.
+//!
+//! The load generator shares two cores with the cluster it measures, so
+//! what it spends per request is taken from the servers. A connection owned
+//! by one client needs no pool, no lock and no redirect policy: each request
+//! is written on the connection and its answer read to the end, and after
+//! an error the next request dials again.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// A connection to one server, dialled on first use and after errors.
+pub(super) struct Conn {
+    /// `host:port`, to dial and for the `Host` header.
+    authority: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    timeout: Duration,
+}
+
+impl Conn {
+    /// A connection to `authority` (`host:port`) whose requests give up
+    /// after `timeout`, dialling included.
+    pub(super) fn new(authority: String, timeout: Duration) -> Conn {
+        Conn {
+            authority,
+            sender: None,
+            timeout,
+        }
+    }
+
+    /// Sends one request and reads the answer to its end: the status and
+    /// body, or the kind of failure (`timeout`, `connect`, `transport`).
+    pub(super) async fn send(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), String> {
+        match tokio::time::timeout(self.timeout, self.exchange(method, path_and_query, body)).await
+        {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(kind)) => {
+                self.sender = None;
+                Err(kind.into())
+            }
+            Err(_) => {
+                // The answer may still come on this connection: start afresh.
+                self.sender = None;
+                Err("timeout".into())
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), &'static str> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, &self.authority)
+            .body(Full::new(body))
+            .map_err(|_| "transport")?;
+        let sender = self.ready().await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| "transport")?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "transport")?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// The connection, ready for a request: dialled if there is none.
+    async fn ready(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, &'static str> {
+        if self.sender.as_ref().is_some_and(SendRequest::is_closed) {
+            self.sender = None;
+        }
+        if self.sender.is_none() {
+            let stream = TcpStream::connect(&self.authority)
+                .await
+                .map_err(|_| "connect")?;
+            let _ = stream.set_nodelay(true);
+            let (sender, connection) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| "connect")?;
+            tokio::spawn(async move {
+                // Ends when the connection closes; its error, if any, has
+                // already failed the request that saw it.
+                let _ = connection.await;
+            });
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().ok_or("connect")?;
+        sender.ready().await.map_err(|_| "transport")?;
+        Ok(sender)
+    }
+}
