@@ -14,6 +14,16 @@ use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// What came back for one request.
+pub(super) struct Answer {
+    /// The status.
+    pub(super) status: StatusCode,
+    /// The `Location` header, on a redirect.
+    pub(super) location: Option<String>,
+    /// The whole body.
+    pub(super) body: Bytes,
+}
+
 /// A connection to one server, dialled on first use and after errors.
 pub(super) struct Conn {
     /// `host:port`, to dial and for the `Host` header.
@@ -33,14 +43,14 @@ impl Conn {
         }
     }
 
-    /// Sends one request and reads the answer to its end: the status and
-    /// body, or the kind of failure (`timeout`, `connect`, `transport`).
+    /// Sends one request and reads the answer to its end, or names the
+    /// kind of failure (`timeout`, `connect`, `transport`).
     pub(super) async fn send(
         &mut self,
         method: Method,
         path_and_query: &str,
         body: Bytes,
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<Answer, String> {
         match tokio::time::timeout(self.timeout, self.exchange(method, path_and_query, body)).await
         {
             Ok(Ok(answer)) => Ok(answer),
@@ -61,7 +71,7 @@ impl Conn {
         method: Method,
         path_and_query: &str,
         body: Bytes,
-    ) -> Result<(StatusCode, Bytes), &'static str> {
+    ) -> Result<Answer, &'static str> {
         let request = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -74,13 +84,22 @@ impl Conn {
             .await
             .map_err(|_| "transport")?;
         let status = response.status();
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|_| "transport")?
             .to_bytes();
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            location,
+            body,
+        })
     }
 
     /// The connection, ready for a request: dialled if there is none.
