@@ -61,6 +61,8 @@ pub struct View {
     pub applied: u64,
     /// The voters and learners of its configuration.
     pub members: Vec<u64>,
+    /// The learners among them.
+    pub learners: Vec<u64>,
 }
 
 /// The cluster under test.
@@ -176,6 +178,15 @@ impl Cluster {
                 .as_array()
                 .map(|ms| ms.iter().filter_map(|m| m["id"].as_u64()).collect())
                 .unwrap_or_default(),
+            learners: v["members"]
+                .as_array()
+                .map(|ms| {
+                    ms.iter()
+                        .filter(|m| m["role"] == "learner")
+                        .filter_map(|m| m["id"].as_u64())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -287,32 +298,52 @@ impl Cluster {
             "learner": true,
         });
         let t = Duration::from_secs(20);
-        self.to_leader(reqwest::Method::POST, "/v1/members", Some(body), t)
-            .await?;
+        // Each change may have taken effect though its answer was lost (a
+        // leader change mid-request): then the retry is refused, and the
+        // configuration says whether the change is done.
+        let added = self
+            .to_leader(reqwest::Method::POST, "/v1/members", Some(body), t)
+            .await;
+        self.done_or(added, |v| v.members.contains(&id)).await?;
         let mut specs: Vec<&MemberSpec> = self.members.values().map(|m| &m.spec).collect();
         specs.push(&spec);
         spec.peers = peer_list(specs.into_iter());
         self.members.insert(id, Member::start(spec)?);
         self.wait_caught_up(id, t).await?;
-        self.to_leader(
-            reqwest::Method::POST,
-            &format!("/v1/members/{id}/promote"),
-            None,
-            t,
-        )
+        let promote = format!("/v1/members/{id}/promote");
+        let promoted = self
+            .to_leader(reqwest::Method::POST, &promote, None, t)
+            .await;
+        self.done_or(promoted, |v| {
+            v.members.contains(&id) && !v.learners.contains(&id)
+        })
         .await?;
-        self.to_leader(
-            reqwest::Method::DELETE,
-            &format!("/v1/members/{old}"),
-            None,
-            t,
-        )
-        .await?;
+        let remove = format!("/v1/members/{old}");
+        let removed = self
+            .to_leader(reqwest::Method::DELETE, &remove, None, t)
+            .await;
+        self.done_or(removed, |v| !v.members.contains(&old)).await?;
         if let Some(mut m) = self.members.remove(&old) {
             m.kill().await?;
         }
         self.proxies.remove(&old);
         Ok(id)
+    }
+
+    /// `outcome` if it succeeded; otherwise success if the leader's view
+    /// shows the change done anyway.
+    async fn done_or(
+        &self,
+        outcome: Result<Value, HarnessError>,
+        done: impl Fn(&View) -> bool,
+    ) -> Result<(), HarnessError> {
+        let Err(e) = outcome else {
+            return Ok(());
+        };
+        match self.leader().await {
+            Some(l) if self.view(l).await.is_ok_and(|v| done(&v)) => Ok(()),
+            _ => Err(e),
+        }
     }
 
     /// Waits until member `id` has applied what the leader had committed
@@ -457,6 +488,7 @@ mod tests {
             commit,
             applied,
             members: vec![1, 2, 3],
+            learners: vec![],
         }
     }
 
