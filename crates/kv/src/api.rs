@@ -5,7 +5,7 @@
 //! | `PUT /v1/kv/{key}` | set (body = value); `?prev_value=` compare-and-set |
 //! | `GET /v1/kv/{key}` | read; `?consistency=linearizable` (default), `lease`, `stale` |
 //! | `DELETE /v1/kv/{key}` | delete |
-//! | `GET /v1/kv?prefix=&limit=` | list keys in order |
+//! | `GET /v1/kv?prefix=&after=&limit=` | list keys in order, a page at a time |
 //! | `GET /v1/cluster` | members, leader, term, indexes, followers' progress |
 //! | `POST /v1/members` | add `{id, raft_addr, http_addr, learner}` |
 //! | `POST /v1/members/{id}/promote` | learner to voter |
@@ -22,7 +22,7 @@
 
 use crate::store::{Command, KvStore, Reply};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRef, OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,6 +77,15 @@ pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint".into())
+        })
+        // After the routes: it applies to those added before it. (axum
+        // still sets the `Allow` header.)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method".into(),
+            )
         })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(AppState {
@@ -201,6 +210,14 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The key from the path (a JSON 400 if it does not decode, say to
+/// invalid UTF-8), checked with [`check_key`].
+fn key_of(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(key) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_key(&key)?;
+    Ok(key)
+}
+
 /// A leader-only request on a follower goes to the leader.
 fn require_leader(rt: &Rt, uri: &OriginalUri) -> Result<(), ApiError> {
     let l = *rt.leader().borrow();
@@ -273,11 +290,12 @@ async fn write(
 async fn put_key(
     State(rt): State<Rt>,
     uri: OriginalUri,
-    Path(key): Path<String>,
-    Query(q): Query<PutQuery>,
+    key: Result<Path<String>, PathRejection>,
+    q: Result<Query<PutQuery>, QueryRejection>,
     value: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WriteAnswer>, ApiError> {
-    check_key(&key)?;
+    let key = key_of(key)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let value = body(value)?;
     let command = Command::Put {
         key: key.clone(),
@@ -290,9 +308,9 @@ async fn put_key(
 async fn delete_key(
     State(rt): State<Rt>,
     uri: OriginalUri,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WriteAnswer>, ApiError> {
-    check_key(&key)?;
+    let key = key_of(key)?;
     write(&rt, &uri, key.clone(), Command::Delete { key }).await
 }
 
@@ -346,10 +364,10 @@ async fn read_gate(rt: &Rt, uri: &OriginalUri, consistency: Consistency) -> Resu
 async fn get_key(
     State(rt): State<Rt>,
     uri: OriginalUri,
-    Path(key): Path<String>,
-    q: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+    key: Result<Path<String>, PathRejection>,
+    q: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_key(&key)?;
+    let key = key_of(key)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     read_gate(&rt, &uri, q.consistency).await?;
     let index = *rt.applied().borrow();
@@ -370,6 +388,8 @@ async fn get_key(
 struct ListQuery {
     #[serde(default)]
     prefix: String,
+    /// Only keys after this one: the last key of the previous page.
+    after: Option<String>,
     limit: Option<usize>,
     #[serde(default)]
     consistency: Consistency,
@@ -389,7 +409,7 @@ async fn list(
     }
     read_gate(&rt, &uri, q.consistency).await?;
     let state = rt.state().read().unwrap_or_else(|e| e.into_inner());
-    let (items, more) = state.scan(&q.prefix, limit);
+    let (items, more) = state.scan(&q.prefix, q.after.as_deref(), limit);
     let items: Vec<_> = items
         .iter()
         .map(|(k, v)| json!({ "key": k, "value": v }))

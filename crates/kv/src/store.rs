@@ -122,12 +122,23 @@ impl KvStore {
         self.map.get(key).map(String::as_str)
     }
 
-    /// Up to `limit` pairs whose key starts with `prefix`, in key order,
-    /// and whether there are more.
-    pub fn scan(&self, prefix: &str, limit: usize) -> (Vec<(&str, &str)>, bool) {
+    /// Up to `limit` pairs whose key starts with `prefix` and, with
+    /// `after`, comes after it, in key order; and whether there are more.
+    /// The last key of one page is the next page's `after`.
+    pub fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(&str, &str)>, bool) {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let start = match after {
+            Some(a) if a >= prefix => Excluded(a),
+            _ => Included(prefix),
+        };
         let mut it = self
             .map
-            .range(prefix.to_owned()..)
+            .range::<str, _>((start, Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.as_str(), v.as_str()));
         let items: Vec<(&str, &str)> = it.by_ref().take(limit).collect();
@@ -261,9 +272,20 @@ mod tests {
         for (i, k) in ["a/1", "a/2", "a/3", "b/1"].iter().enumerate() {
             s.apply(i as u64 + 1, &put(k, "v", None));
         }
-        assert_eq!(s.scan("a/", 2), (vec![("a/1", "v"), ("a/2", "v")], true));
-        assert!(!s.scan("a/", 3).1);
-        assert_eq!(s.scan("c", 10), (vec![], false));
+        assert_eq!(
+            s.scan("a/", None, 2),
+            (vec![("a/1", "v"), ("a/2", "v")], true)
+        );
+        assert!(!s.scan("a/", None, 3).1);
+        assert_eq!(s.scan("c", None, 10), (vec![], false));
+        assert_eq!(s.scan("a/", Some("a/2"), 5), (vec![("a/3", "v")], false));
+        assert_eq!(s.scan("a/", Some("a/3"), 5), (vec![], false));
+        assert_eq!(
+            s.scan("a/", Some("0"), 1),
+            (vec![("a/1", "v")], true),
+            "before the prefix"
+        );
+        assert_eq!(s.scan("", Some("a/3"), 5), (vec![("b/1", "v")], false));
         let mut t = KvStore::default();
         let snapshot = s.snapshot();
         let owned = SnapshotData { map: s.map.clone() }.encode_to_vec();

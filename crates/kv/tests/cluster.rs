@@ -366,6 +366,25 @@ async fn a_cluster_restarted_whole_keeps_its_data() {
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 60, "{list}");
     assert_eq!(items[59]["value"], "v59");
+    // The same keys in pages: the last key of one is the next one's `after`.
+    let page = |after: &str| c.url(l, &format!("/v1/kv?prefix=k&limit=50&after={after}"));
+    let first: Value = c.call(c.http.get(page(""))).await.1;
+    assert_eq!(
+        (
+            first["items"].as_array().unwrap().len(),
+            first["more"].as_bool()
+        ),
+        (50, Some(true))
+    );
+    let last = first["items"][49]["key"].as_str().unwrap();
+    let second: Value = c.call(c.http.get(page(last))).await.1;
+    let rest = second["items"].as_array().unwrap();
+    assert_eq!(
+        (rest.len(), second["more"].as_bool()),
+        (10, Some(false)),
+        "{second}"
+    );
+    assert_eq!(rest[0]["key"], "k50");
     c.shutdown().await;
 }
 
