@@ -403,37 +403,45 @@ impl Cluster {
 
     /// Every key and value member `id` has applied, read without a round
     /// (`consistency=stale`), so after convergence it is that member's own
-    /// state.
+    /// state; a page of 10,000 keys at a time.
     pub async fn dump(&self, id: u64) -> Result<BTreeMap<String, String>, HarnessError> {
         let addr = self.members[&id].spec.http;
         let what = || format!("listing member {id}'s keys");
-        let v: Value = self
-            .http
-            .get(format!("http://{addr}/v1/kv?consistency=stale&limit=10000"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| http_error(what(), &e))?
-            .json()
-            .await
-            .map_err(|e| http_error(what(), &e))?;
-        if v["more"].as_bool() != Some(false) {
-            return Err(HarnessError::Http {
+        let mut all = BTreeMap::new();
+        let mut after = String::new();
+        loop {
+            let url = reqwest::Url::parse_with_params(
+                &format!("http://{addr}/v1/kv"),
+                [
+                    ("consistency", "stale"),
+                    ("limit", "10000"),
+                    ("after", &after),
+                ],
+            )
+            .map_err(|e| HarnessError::Http {
                 what: what(),
-                message: "more than 10,000 keys: the run wrote more than the check reads".into(),
-            });
+                message: e.to_string(),
+            })?;
+            let v: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| http_error(what(), &e))?
+                .json()
+                .await
+                .map_err(|e| http_error(what(), &e))?;
+            for item in v["items"].as_array().into_iter().flatten() {
+                if let (Some(k), Some(v)) = (item["key"].as_str(), item["value"].as_str()) {
+                    all.insert(k.to_owned(), v.to_owned());
+                    k.clone_into(&mut after);
+                }
+            }
+            if v["more"].as_bool() != Some(true) {
+                return Ok(all);
+            }
         }
-        Ok(v["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| {
-                Some((
-                    i["key"].as_str()?.to_owned(),
-                    i["value"].as_str()?.to_owned(),
-                ))
-            })
-            .collect())
     }
 }
 
