@@ -309,6 +309,18 @@ impl Replay {
     /// from the compaction point.
     fn finish(self, dir: &Path) -> Result<Recovered> {
         let c = self.rec.compacted.index;
+        // Entries are only ever discarded under a snapshot, whose marker
+        // the log keeps (every segment's preamble copies it): a compaction
+        // past the newest snapshot named would leave the entries up to it
+        // in neither the log nor a snapshot.
+        let named = self.rec.snapshot.as_ref().map_or(0, |s| s.index);
+        if c > named {
+            return Err(Error::corrupt(
+                dir,
+                0,
+                format!("the log is compacted through {c} but names no snapshot past {named}"),
+            ));
+        }
         if let Some(first) = self.rec.entries.first().filter(|e| e.index != c + 1) {
             return Err(Error::MissingSegment {
                 dir: dir.to_owned(),

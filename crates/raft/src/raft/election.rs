@@ -6,7 +6,7 @@ use crate::errors::{DropReason, Result};
 use crate::proto::{Message, MessageType};
 use crate::quorum::VoteResult;
 use crate::storage::Storage;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// The context of vote requests sent by a transferee told to campaign: it
 /// overrides leader stickiness (the old leader asked for the election).
@@ -67,6 +67,15 @@ impl<S: Storage> Raft<S> {
         }
         if !self.promotable() {
             debug!(id = self.id, "ignoring campaign: not promotable");
+            return;
+        }
+        if self.term == u64::MAX {
+            // Only a peer's message can have brought the term here (no
+            // cluster holds 2^64 elections); a campaign needs a next term.
+            warn!(
+                id = self.id,
+                "ignoring campaign: the term is at its maximum"
+            );
             return;
         }
         if self.has_unapplied_conf_change() {

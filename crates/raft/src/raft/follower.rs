@@ -190,6 +190,12 @@ impl<S: Storage> Raft<S> {
         if index <= self.log.committed {
             return false;
         }
+        if index == u64::MAX {
+            // No leader holds such a log (the next entry would have no
+            // index): a peer's bad message.
+            warn!(id = self.id, "ignoring a snapshot at the largest index");
+            return false;
+        }
         if self.state != super::StateRole::Follower {
             warn!(id = self.id, "non-follower asked to restore a snapshot");
             return false;
