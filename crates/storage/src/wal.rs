@@ -19,7 +19,9 @@
 //! Replay ([`Wal::open`]) reads every segment in order. A bad record at the
 //! end of the last segment, with nothing valid after it, is a write torn by
 //! a crash: it was never acknowledged, so it is cut off (and the cut is
-//! reported). Any other bad record, a missing segment, or entries the log
+//! reported). So are non-zero bytes after the end of the last segment's
+//! log (later pages of a torn write), which a later save could otherwise
+//! end next to. Any other bad record, a missing segment, or entries the log
 //! should hold but does not, fail the open with an error naming the file
 //! and offset.
 
@@ -146,8 +148,8 @@ pub struct Recovered {
     pub compacted: CompactMarker,
     /// The entries after `compacted`, in index order, without gaps.
     pub entries: Vec<Located>,
-    /// Where a torn tail was cut off, if one was: the segment and the
-    /// offset of the torn record.
+    /// Where a torn tail (or stray bytes after the end of the log) was cut
+    /// off, if one was: the segment and the offset of the cut.
     pub torn_tail: Option<(PathBuf, u64)>,
 }
 
@@ -744,6 +746,23 @@ fn replay_all(replay: &mut Replay, segments: &[(Segment, u64)]) -> Result<u64> {
 /// The size of each read when replaying a segment.
 const READ_CHUNK: usize = 1 << 20;
 
+/// Whether `file` holds only zeros from `from` to `len`, read a chunk at a
+/// time.
+fn zeros_from(file: &dyn File, path: &Path, from: u64, len: u64) -> Result<bool> {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut at = from;
+    while at < len {
+        let n = READ_CHUNK.min((len - at) as usize);
+        file.read_exact_at(&mut chunk[..n], at)
+            .map_err(|e| Error::io("read", path, e))?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}
+
 /// Whether `rest` (the start of a record and what follows in the buffer)
 /// holds less than the whole record, so more must be read to judge it.
 fn incomplete(rest: &[u8]) -> bool {
@@ -786,7 +805,13 @@ impl SegmentReplay<'_> {
                     Ok(Some(rec)) => {
                         self.record(rec.kind, rec.payload, base + rec.offset as u64)?
                     }
-                    Ok(None) if self.header_seen => return Ok(base + done as u64),
+                    Ok(None) if self.header_seen => {
+                        let end = base + done as u64;
+                        if is_last && !zeros_from(file, path, end, file_len)? {
+                            self.stray_after_end(end);
+                        }
+                        return Ok(end);
+                    }
                     Ok(None) => return Err(Error::corrupt(path, 0, "segment without a header")),
                     Err(_) => return self.bad_record(file, base + done as u64, file_len, is_last),
                 }
@@ -801,6 +826,18 @@ impl SegmentReplay<'_> {
             file.read_exact_at(&mut buf[old..], have)
                 .map_err(|e| Error::io("read", path, e))?;
         }
+    }
+
+    /// Non-zero bytes after the end of the last segment's log (which ends
+    /// at its first header of zeros): the later pages of a write whose
+    /// earlier page never reached the disk, or bit rot in the unwritten
+    /// rest. Nothing there was acknowledged, since the log read up to here
+    /// is all that was, but left in place the next save could end next to
+    /// them and the open after it read them as a damaged record. They are
+    /// cut like a torn tail.
+    fn stray_after_end(&mut self, end: u64) {
+        tracing::warn!(segment = %self.path.display(), offset = end, "non-zero bytes after the end of the log");
+        self.replay.rec.torn_tail = Some((self.path.to_owned(), end));
     }
 
     /// A bad record at `offset`: a torn tail to cut if nothing valid

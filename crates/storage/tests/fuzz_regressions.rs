@@ -56,20 +56,17 @@ fn a_compaction_past_every_snapshot_is_refused() {
     }
 }
 
-/// Not fixed yet (see the fuzzing report): replay ends the log at the
-/// first header of zeros without looking at what follows, so a stray
-/// non-zero byte in the preallocated rest of the last segment (bit rot,
-/// or a torn write whose later page reached the disk and earlier one did
-/// not) stays there. The next save ends just before it, and the open
-/// after that reads the stray byte as part of a record header: a bad
+/// Replay ended the log at the first header of zeros without looking at
+/// what follows, so a stray non-zero byte in the preallocated rest of the
+/// last segment (bit rot, or a torn write whose later page reached the
+/// disk and earlier one did not) stayed there. The next save ended just
+/// before it, and the open after that read the stray byte as part of a
+/// record header: a bad
 /// record with a valid one further on, so damage, and the storage no
-/// longer opens although nothing it acknowledged was harmed.
+/// longer opened although nothing it acknowledged was harmed.
 ///
-/// A fix: treat non-zero bytes after the end of the last segment like a
-/// torn tail (cut and zero them, and report it), or refuse them as
-/// damage; either is a change to what recovery promises, for review.
+/// Now such bytes are cut like a torn tail when the log is opened.
 #[test]
-#[ignore = "known bug found by fuzzing; see the doc comment"]
 fn garbage_after_the_end_of_the_log_survives_the_next_save() {
     let opts = rudder_storage::Options {
         wal: rudder_storage::wal::WalOptions { segment_size: 512 },
