@@ -123,9 +123,17 @@ impl DiskStorage {
             },
         };
         storage.recovery.entries = storage.index.len() as u64;
+        let named = rec.snapshot.as_ref().map_or((0, 0), |m| (m.index, m.term));
         if let Some(meta) = rec.snapshot {
             storage.load_snapshot(meta)?;
         }
+        storage.remove_unnamed_snapshots(named)?;
+        // A snapshot holds only committed entries, but the hard state saved
+        // last may not say so: a commit index alone is saved without a
+        // sync, and a snapshot of the applied state is taken apart from
+        // the saves, so it can be durable before the commit that let the
+        // state machine reach it.
+        storage.hard_state.commit = storage.hard_state.commit.max(storage.snapshot.index);
         storage.fill_cache()?;
         Ok(storage)
     }
@@ -440,6 +448,23 @@ impl DiskStorage {
             return Ok(());
         }
         Err(problem)
+    }
+
+    /// Removes the snapshot files newer than the one the log names
+    /// (`(index, term)`; `(0, 0)`: none): a crash or a failed write came
+    /// between saving such a file and recording it in the log. Its state
+    /// is committed and the log still holds it, but left there it would
+    /// count among the snapshots kept, so a later save could prune the one
+    /// the log names, and it would refuse every later snapshot older than
+    /// itself.
+    fn remove_unnamed_snapshots(&self, named: (u64, u64)) -> Result<()> {
+        for f in self.snaps.list()? {
+            if (f.index, f.term) > named {
+                tracing::warn!(path = %f.path.display(), "removing a snapshot the log does not name");
+                self.snaps.remove(&f.path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads a snapshot file through, checking its checksum, without

@@ -289,3 +289,68 @@ fn a_save_synced_apart_survives_and_a_failed_apart_sync_poisons() {
     ));
     assert!(matches!(s.syncer().sync(), Err(Error::Poisoned(_))));
 }
+
+#[test]
+fn a_snapshot_past_the_durable_commit_raises_it() {
+    // The runtime's apply worker snapshots what it applied while the
+    // append worker has not yet saved the commit that allowed it (a commit
+    // index alone is saved without a sync): found by the simulator's
+    // disk-fault runs, where the restart then failed with "applied index
+    // past the committed index".
+    let fs = MemFs::new(17);
+    let mut s = open(&fs, small());
+    s.save(Some(&hs(1, 1, 5)), &entries(1, 10, 1), true)
+        .unwrap();
+    s.create_snapshot(8, None, b"the state at 8").unwrap();
+    drop(s);
+    fs.crash();
+    let s = open(&fs, small());
+    assert_eq!(s.snapshot_index(), 8);
+    assert_eq!(s.initial_state().unwrap().hard_state.commit, 8);
+}
+
+#[test]
+fn a_snapshot_file_the_log_never_named_is_removed_on_open() {
+    // A snapshot file saved whose marker never reached the log (here its
+    // WAL sync fails) must not count among the snapshots kept: found by
+    // the simulator's disk-fault runs, where a later save pruned the
+    // snapshot the log named and the restart found it missing.
+    let wal_sync_failed = |fs: &MemFs, after: u64| {
+        let mut s = open(fs, small());
+        s.save(Some(&hs(1, 1, 20)), &entries(1, 20, 1), true)
+            .unwrap();
+        s.create_snapshot(4, None, b"the state at 4").unwrap();
+        fs.set_faults(MemFsFaults {
+            fail_sync_after: Some(after),
+            ..MemFsFaults::default()
+        });
+        let failed = match s.create_snapshot(12, None, b"the state at 12") {
+            Err(Error::Io { path, .. }) => path.starts_with(Path::new(DIR).join("wal")),
+            _ => false,
+        };
+        fs.set_faults(MemFsFaults::default());
+        failed
+    };
+    let fs = (0..10)
+        .map(|after| (after, MemFs::new(18)))
+        .find(|(after, fs)| wal_sync_failed(fs, *after))
+        .map(|(_, fs)| fs)
+        .expect("some sync of a snapshot save is the WAL's");
+    fs.crash();
+    let snap_dir = Path::new(DIR).join("snap");
+    assert_eq!(
+        fs.list(&snap_dir).unwrap().len(),
+        2,
+        "the orphan is on disk"
+    );
+    let mut s = open(&fs, small());
+    assert_eq!(s.snapshot_index(), 4);
+    // Left there, the orphan at 12 would refuse these as older.
+    s.create_snapshot(8, None, b"the state at 8").unwrap();
+    s.create_snapshot(10, None, b"the state at 10").unwrap();
+    let kept = fs.list(&snap_dir).unwrap();
+    assert_eq!(kept.len(), 2, "the orphan is gone: {kept:?}");
+    drop(s);
+    fs.crash();
+    assert_eq!(open(&fs, small()).snapshot_index(), 10);
+}
