@@ -88,6 +88,7 @@ pub(super) fn start<M: StateMachine, N: Network>(
         leader_tx,
         applied_tx,
     ));
+    let failure = shared.failure();
     let (append_tx, append_rx) = mpsc::unbounded_channel();
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
     tokio::spawn(workers::append(
@@ -123,6 +124,7 @@ pub(super) fn start<M: StateMachine, N: Network>(
         leader,
         metrics,
         applied,
+        failure,
         driver: Arc::new(tokio::sync::Mutex::new(Some(handle))),
         timeout: config.request_timeout,
     })

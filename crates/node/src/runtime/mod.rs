@@ -193,6 +193,7 @@ pub struct Runtime<M: StateMachine> {
     leader: watch::Receiver<LeaderState>,
     metrics: Arc<Metrics>,
     applied: watch::Receiver<u64>,
+    failure: watch::Receiver<Option<String>>,
     driver: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     timeout: Duration,
 }
@@ -208,6 +209,7 @@ impl<M: StateMachine> Clone for Runtime<M> {
             leader: self.leader.clone(),
             metrics: Arc::clone(&self.metrics),
             applied: self.applied.clone(),
+            failure: self.failure.clone(),
             driver: Arc::clone(&self.driver),
             timeout: self.timeout,
         }
@@ -326,6 +328,16 @@ impl<M: StateMachine> Runtime<M> {
     /// The index applied to the state machine, now and as it grows.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
+    }
+
+    /// Why the node stopped on its own — a storage failure (a failed
+    /// write or fsync) or a snapshot the state machine refused — now and
+    /// once it happens: `None` while it runs or after a plain
+    /// [`Runtime::shutdown`]. A node that stops this way answers every
+    /// request with [`RequestError::Shutdown`] and must be restarted from
+    /// its storage.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     /// The state machine, to read (the driver writes it while applying).

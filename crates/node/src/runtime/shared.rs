@@ -47,6 +47,8 @@ pub struct Shared<M: StateMachine, N: Network> {
     applied: AtomicU64,
     applied_tx: watch::Sender<u64>,
     stop: Mutex<Option<Stop>>,
+    /// Why the node stopped on its own, as text, for [`super::Runtime::failure`].
+    failure: watch::Sender<Option<String>>,
 }
 
 /// A lock taken anyway after a panic elsewhere: every value behind these
@@ -86,6 +88,7 @@ impl<M: StateMachine, N: Network> Shared<M, N> {
             applied: AtomicU64::new(applied),
             applied_tx,
             stop: Mutex::new(None),
+            failure: watch::channel(None).0,
         }
     }
 
@@ -145,7 +148,24 @@ impl<M: StateMachine, N: Network> Shared<M, N> {
 
     /// Records why the node must stop (the first reason wins).
     pub fn stop_with(&self, why: Stop) {
+        let text = match &why {
+            Stop::Storage(e) => format!("storage failed: {e}"),
+            Stop::Restore(e) => format!("the state machine refused a snapshot: {e}"),
+        };
         lock(&self.stop).get_or_insert(why);
+        self.failure.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(text);
+            }
+            first
+        });
+    }
+
+    /// Why the node stopped on its own, as text (`None` while it runs, or
+    /// after a plain shutdown), now and once it happens.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.subscribe()
     }
 
     /// Why the node stopped on its own, if it did.
