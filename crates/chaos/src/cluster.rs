@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 /// How often the harness polls the cluster while it waits for a state.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A port on 127.0.0.1 free now. Taken below the kernel's ephemeral range
-/// (32768 up), so no outgoing connection can take it meanwhile, and never
-/// the same twice in this process.
-fn free_port() -> Result<u16, HarnessError> {
+/// A port on 127.0.0.1 free now, for a member to bind next. Taken below
+/// the kernel's ephemeral range (32768 up), so no outgoing connection can
+/// take it meanwhile, and never the same twice in this process.
+pub fn free_port() -> Result<u16, HarnessError> {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Start where the process ID says, so parallel test binaries rarely meet.
     let _ = NEXT.compare_exchange(
@@ -152,20 +152,26 @@ impl Cluster {
             .collect()
     }
 
-    /// What member `id` says about the cluster.
-    pub async fn view(&self, id: u64) -> Result<View, HarnessError> {
-        let addr = self.members[&id].spec.http;
-        let what = || format!("GET /v1/cluster on member {id}");
-        let v: Value = self
-            .http
-            .get(format!("http://{addr}/v1/cluster"))
+    /// GETs `url` and reads its JSON body; `what` names it in errors.
+    async fn get_json(&self, url: &str, what: String) -> Result<Value, HarnessError> {
+        self.http
+            .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| http_error(what(), &e))?
+            .map_err(|e| http_error(what.clone(), &e))?
             .json()
             .await
-            .map_err(|e| http_error(what(), &e))?;
+            .map_err(|e| http_error(what, &e))
+    }
+
+    /// What member `id` says about the cluster.
+    pub async fn view(&self, id: u64) -> Result<View, HarnessError> {
+        let addr = self.members[&id].spec.http;
+        let what = format!("GET /v1/cluster on member {id}");
+        let v = self
+            .get_json(&format!("http://{addr}/v1/cluster"), what)
+            .await?;
         let num = |k: &str| v[k].as_u64().unwrap_or(0);
         Ok(View {
             id: num("id"),
@@ -422,16 +428,7 @@ impl Cluster {
                 what: what(),
                 message: e.to_string(),
             })?;
-            let v: Value = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| http_error(what(), &e))?
-                .json()
-                .await
-                .map_err(|e| http_error(what(), &e))?;
+            let v = self.get_json(url.as_str(), what()).await?;
             for item in v["items"].as_array().into_iter().flatten() {
                 if let (Some(k), Some(v)) = (item["key"].as_str(), item["value"].as_str()) {
                     all.insert(k.to_owned(), v.to_owned());

@@ -11,8 +11,6 @@ use rudder_raft::StateRole;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
 use std::time::Duration;
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -23,28 +21,10 @@ async fn within<F: Future>(what: &str, fut: F) -> F::Output {
         .unwrap_or_else(|_| panic!("hung: {what}"))
 }
 
-/// A port on 127.0.0.1 free now, for a member to bind next. Taken below
-/// the kernel's ephemeral range (32768 up), so no outgoing connection can
-/// take it meanwhile, and never the same twice in this process.
+/// A port on 127.0.0.1 free now, for a member to bind next (the fault
+/// harness's ports: below the ephemeral range, never the same twice).
 fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    // Start where the process ID says, so parallel test binaries rarely meet.
-    let _ = NEXT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 500) as u16 * 20,
-        SeqCst,
-        SeqCst,
-    );
-    loop {
-        let port = NEXT.fetch_add(1, SeqCst);
-        assert!(
-            port < 32_768,
-            "ran out of test ports below the ephemeral range"
-        );
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    rudder_chaos::cluster::free_port().expect("a free port for a test member")
 }
 
 fn new_member() -> PeerInfo {
