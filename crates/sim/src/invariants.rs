@@ -277,19 +277,19 @@ impl Invariants {
                     ));
                 }
             }
-            Some(MessageType::MsgVoteResp) if !m.reject => {
-                // A later durable term also binds: the node can never vote
-                // in `m.term` again.
-                if hs.term < m.term || (hs.term == m.term && hs.vote != m.to) {
-                    return Err(violation(
-                        "persist before send",
-                        node,
-                        format!(
-                            "grants its vote to {} at term {} with term {} vote {} durable",
-                            m.to, m.term, hs.term, hs.vote
-                        ),
-                    ));
-                }
+            // A later durable term also binds: the node can never vote in
+            // `m.term` again.
+            Some(MessageType::MsgVoteResp)
+                if !m.reject && (hs.term < m.term || (hs.term == m.term && hs.vote != m.to)) =>
+            {
+                return Err(violation(
+                    "persist before send",
+                    node,
+                    format!(
+                        "grants its vote to {} at term {} with term {} vote {} durable",
+                        m.to, m.term, hs.term, hs.vote
+                    ),
+                ));
             }
             _ => {}
         }
