@@ -89,11 +89,6 @@ impl Member {
         Ok(())
     }
 
-    /// The member's ID.
-    pub fn id(&self) -> u64 {
-        self.spec.id
-    }
-
     /// Whether its process is running (paused counts as running).
     pub fn is_up(&self) -> bool {
         self.child.is_some()

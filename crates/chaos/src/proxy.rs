@@ -79,11 +79,6 @@ impl Links {
         self.lock().contains(&(from, to))
     }
 
-    /// The cut links, for the nemesis log.
-    pub fn cut_links(&self) -> Vec<(u64, u64)> {
-        self.lock().iter().copied().collect()
-    }
-
     /// Waits until the link from `from` to `to` is cut (`cut: true`) or
     /// whole (`cut: false`).
     async fn until(&self, from: u64, to: u64, cut: bool) {
