@@ -42,6 +42,8 @@ pub enum Finding {
     },
     /// The cluster did not heal: no convergence, or a final read failed.
     NoProgress(String),
+    /// A member's process ended without the harness killing it.
+    Crashed(String),
 }
 
 impl fmt::Display for Finding {
@@ -62,6 +64,7 @@ impl fmt::Display for Finding {
                 write!(f, "members {first} and {other} differ, e.g. at {keys:?}")
             }
             Finding::NoProgress(why) => write!(f, "the cluster did not recover: {why}"),
+            Finding::Crashed(what) => write!(f, "a process crashed: {what}"),
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Cluster {
     dir: PathBuf,
     tick_ms: u64,
     next_id: u64,
+    /// Unexpected exits of members removed since.
+    removed_exits: Vec<String>,
 }
 
 impl Cluster {
@@ -105,6 +107,7 @@ impl Cluster {
             dir: dir.to_owned(),
             tick_ms,
             next_id: size + 1,
+            removed_exits: Vec::new(),
         };
         let mut specs = Vec::new();
         for id in 1..=size {
@@ -174,7 +177,7 @@ impl Cluster {
             .await?;
         let num = |k: &str| v[k].as_u64().unwrap_or(0);
         Ok(View {
-            id: num("id"),
+            id,
             leader: num("leader"),
             role: v["role"].as_str().unwrap_or("").to_owned(),
             term: num("term"),
@@ -232,6 +235,22 @@ impl Cluster {
         }
     }
 
+    /// Waits until member `to` leads.
+    pub async fn wait_for_leader_to_be(
+        &self,
+        to: u64,
+        within: Duration,
+    ) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.leader().await == Some(to) {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Err(timeout(&format!("member {to} to lead"), within))
+    }
+
     /// Waits until every member of the leader's configuration is up and
     /// has applied everything the leader committed, at one term and
     /// index, and returns that applied index.
@@ -239,7 +258,8 @@ impl Cluster {
         let deadline = Instant::now() + within;
         loop {
             let views = self.views().await;
-            if let Some(index) = converged(&views) {
+            let started: Vec<u64> = self.members.keys().copied().collect();
+            if let Some(index) = converged(&views, &started) {
                 return Ok(index);
             }
             if Instant::now() > deadline {
@@ -331,6 +351,7 @@ impl Cluster {
         self.done_or(removed, |v| !v.members.contains(&old)).await?;
         if let Some(mut m) = self.members.remove(&old) {
             m.kill().await?;
+            self.removed_exits.append(&mut m.unexpected_exits);
         }
         self.proxies.remove(&old);
         Ok(id)
@@ -346,10 +367,17 @@ impl Cluster {
         let Err(e) = outcome else {
             return Ok(());
         };
-        match self.leader().await {
-            Some(l) if self.view(l).await.is_ok_and(|v| done(&v)) => Ok(()),
-            _ => Err(e),
+        // The change may be applied but not visible yet: look for a while.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(l) = self.leader().await {
+                if self.view(l).await.is_ok_and(|v| done(&v)) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(POLL).await;
         }
+        Err(e)
     }
 
     /// Waits until member `id` has applied what the leader had committed
@@ -390,6 +418,7 @@ impl Cluster {
     pub fn heal(&mut self) -> Result<(), HarnessError> {
         self.links.heal();
         for m in self.members.values_mut() {
+            m.reap();
             if m.is_paused() {
                 m.resume()?;
             }
@@ -405,6 +434,16 @@ impl Cluster {
         for m in self.members.values_mut() {
             let _ = m.kill().await;
         }
+    }
+
+    /// Every exit of a member's process the harness did not cause, so far.
+    pub fn unexpected_exits(&mut self) -> Vec<String> {
+        let mut all = self.removed_exits.clone();
+        for m in self.members.values_mut() {
+            m.reap();
+            all.extend(m.unexpected_exits.iter().cloned());
+        }
+        all
     }
 
     /// Every key and value member `id` has applied, read without a round
@@ -451,10 +490,14 @@ fn peer_list<'a>(specs: impl Iterator<Item = &'a MemberSpec>) -> String {
 }
 
 /// The applied index every member agrees on, if the views show a
-/// converged cluster: one leader, every member of its configuration
-/// answering, all at its term with everything it committed applied.
-fn converged(views: &[View]) -> Option<u64> {
-    let leader = views.iter().find(|v| v.role == "leader")?;
+/// converged cluster: the leader of the highest term, its configuration
+/// exactly the members started (`started`, sorted), every one answering,
+/// all at its term with everything it committed applied.
+fn converged(views: &[View], started: &[u64]) -> Option<u64> {
+    let leader = views
+        .iter()
+        .filter(|v| v.role == "leader")
+        .max_by_key(|v| v.term)?;
     let all_there = leader.members.iter().all(|id| {
         views.iter().any(|v| {
             v.id == *id
@@ -463,7 +506,10 @@ fn converged(views: &[View]) -> Option<u64> {
                 && v.leader == leader.id
         })
     });
-    (all_there && leader.applied == leader.commit).then_some(leader.commit)
+    let mut config = leader.members.clone();
+    config.sort_unstable();
+    let same_members = config == started;
+    (all_there && same_members && leader.applied == leader.commit).then_some(leader.commit)
 }
 
 fn http_error(what: String, e: &reqwest::Error) -> HarnessError {
@@ -504,12 +550,27 @@ mod tests {
             view(2, "follower", 4, 10, 10),
             view(3, "follower", 4, 10, 10),
         ];
-        assert_eq!(converged(&views), Some(10));
+        assert_eq!(converged(&views, &[1, 2, 3]), Some(10));
         views[2].applied = 9;
-        assert_eq!(converged(&views), None, "a member behind");
+        assert_eq!(converged(&views, &[1, 2, 3]), None, "a member behind");
         views.pop();
-        assert_eq!(converged(&views), None, "a member not answering");
+        assert_eq!(
+            converged(&views, &[1, 2, 3]),
+            None,
+            "a member not answering"
+        );
         views.push(view(3, "follower", 3, 10, 10));
-        assert_eq!(converged(&views), None, "a member in an older term");
+        assert_eq!(
+            converged(&views, &[1, 2, 3]),
+            None,
+            "a member in an older term"
+        );
+        views[2].term = 4;
+        assert_eq!(converged(&views, &[1, 2, 3]), Some(10));
+        assert_eq!(
+            converged(&views, &[1, 2, 3, 4]),
+            None,
+            "a started member left out"
+        );
     }
 }

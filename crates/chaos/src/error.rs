@@ -32,6 +32,10 @@ pub enum HarnessError {
         /// Why it failed.
         message: String,
     },
+    /// A fault aimed at the leader found none (or no other member to
+    /// hand leadership to).
+    #[error("no leader to aim at")]
+    NoLeader,
     /// The nemesis named a member the cluster does not have.
     #[error("member {0} is not in the cluster")]
     NoSuchMember(u64),

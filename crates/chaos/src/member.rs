@@ -40,6 +40,9 @@ pub struct Member {
     pub spec: MemberSpec,
     child: Option<Child>,
     paused: bool,
+    /// Exits the harness did not cause (a crash, a refusal to start), as
+    /// text: each is a finding.
+    pub unexpected_exits: Vec<String>,
 }
 
 impl Member {
@@ -49,6 +52,7 @@ impl Member {
             spec,
             child: None,
             paused: false,
+            unexpected_exits: Vec::new(),
         };
         member.spawn()?;
         Ok(member)
@@ -99,8 +103,33 @@ impl Member {
         self.paused
     }
 
-    /// Kills the process with `SIGKILL`: no chance to flush or sync.
+    /// Notes whether the process ended by itself: then it is no longer
+    /// up, and the exit is recorded in `unexpected_exits`.
+    pub fn reap(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        match child.try_wait() {
+            Ok(None) => {}
+            Ok(Some(status)) => {
+                self.unexpected_exits.push(format!(
+                    "member {} exited by itself: {status}",
+                    self.spec.id
+                ));
+                self.child = None;
+                self.paused = false;
+            }
+            Err(e) => self.unexpected_exits.push(format!(
+                "member {}: cannot tell whether it runs: {e}",
+                self.spec.id
+            )),
+        }
+    }
+
+    /// Kills the process with `SIGKILL`: no chance to flush or sync. A
+    /// process that had already ended by itself is recorded first.
     pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        self.reap();
         let id = self.spec.id;
         if let Some(mut child) = self.child.take() {
             child.start_kill().map_err(|source| HarnessError::Process {

@@ -55,6 +55,9 @@ impl FaultKind {
     ];
 }
 
+/// How many times the first round tries each kind of fault.
+pub const FIRST_ROUND_TRIES: u32 = 3;
+
 /// The nemesis's schedule and its log.
 pub struct Nemesis {
     rng: SmallRng,
@@ -95,8 +98,15 @@ impl Nemesis {
     /// Runs faults until `until`, then leaves the cluster healed. A fault
     /// the harness could not carry out is logged, not fatal: the checks at
     /// the end decide whether the cluster survived it.
+    ///
+    /// The first round (every kind once) is finished even past `until`,
+    /// and a kind that could not be carried out in it is tried again, up
+    /// to [`FIRST_ROUND_TRIES`] times, so that a slow machine does not
+    /// make a run skip a kind of fault.
     pub async fn run(&mut self, cluster: &mut Cluster, endpoints: &Endpoints, until: Instant) {
-        while Instant::now() < until {
+        let mut tries = [0u32; FaultKind::ALL.len()];
+        while Instant::now() < until || !self.first_round.is_empty() {
+            let in_first_round = !self.first_round.is_empty();
             let kind = self
                 .first_round
                 .pop()
@@ -105,6 +115,11 @@ impl Nemesis {
             let done = self.fault(kind, hold, cluster, endpoints).await;
             if let Err(e) = &done {
                 self.note(&format!("  {kind:?} could not be done: {e}"));
+                let k = FaultKind::ALL.iter().position(|&x| x == kind).unwrap_or(0);
+                tries[k] += 1;
+                if in_first_round && tries[k] < FIRST_ROUND_TRIES {
+                    self.first_round.insert(0, kind);
+                }
             }
             if let Some(c) = self.counts.iter_mut().find(|c| c.0 == kind) {
                 if done.is_ok() {
@@ -136,13 +151,14 @@ impl Nemesis {
     ) -> Result<(), HarnessError> {
         let ids: Vec<u64> = cluster.members.keys().copied().collect();
         let leader = cluster.leader().await;
-        let lead_or_any = |n: &mut Nemesis| leader.unwrap_or_else(|| n.pick(&ids));
+        // A fault aimed at the leader is not carried out without one.
+        let the_leader = || leader.ok_or(HarnessError::NoLeader);
         match kind {
             FaultKind::Kill | FaultKind::KillLeader => {
                 let id = if kind == FaultKind::Kill {
                     self.pick(&ids)
                 } else {
-                    lead_or_any(self)
+                    the_leader()?
                 };
                 self.note(&format!("kill -9 member {id} (leader {leader:?})"));
                 member(cluster, id)?.kill().await?;
@@ -162,10 +178,9 @@ impl Nemesis {
                 }
             }
             FaultKind::Pause => {
-                let id = if self.rng.random_bool(0.5) {
-                    lead_or_any(self)
-                } else {
-                    self.pick(&ids)
+                let id = match leader {
+                    Some(l) if self.rng.random_bool(0.5) => l,
+                    _ => self.pick(&ids),
                 };
                 self.note(&format!("pause member {id} (leader {leader:?})"));
                 member(cluster, id)?.pause()?;
@@ -174,7 +189,7 @@ impl Nemesis {
                 member(cluster, id)?.resume()?;
             }
             FaultKind::IsolateLeader => {
-                let l = lead_or_any(self);
+                let l = the_leader()?;
                 let others: Vec<u64> = ids.iter().copied().filter(|&i| i != l).collect();
                 cluster.links.cut(&[l], &others);
                 self.note(&format!("isolate leader {l}"));
@@ -202,11 +217,17 @@ impl Nemesis {
                 tokio::time::sleep(hold).await;
             }
             FaultKind::Transfer => {
-                let l = lead_or_any(self);
+                let l = the_leader()?;
                 let others: Vec<u64> = ids.iter().copied().filter(|&i| i != l).collect();
+                if others.is_empty() {
+                    return Err(HarnessError::NoLeader);
+                }
                 let to = self.pick(&others);
                 self.note(&format!("transfer leadership {l} -> {to}"));
                 cluster.transfer(to).await?;
+                cluster
+                    .wait_for_leader_to_be(to, hold.max(Duration::from_secs(2)))
+                    .await?;
             }
             FaultKind::Replace => {
                 let old = self.pick(&ids);

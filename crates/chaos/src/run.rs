@@ -17,6 +17,9 @@ use tokio::sync::watch;
 /// How long the healed cluster may take to converge.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
+/// How long a final read is retried.
+const FINAL_READ_RETRIES_FOR: Duration = Duration::from_secs(10);
+
 /// The client IDs of the final reads start here (one per member), apart
 /// from the workload's clients.
 const FINAL_READER: u64 = 1_000;
@@ -95,10 +98,13 @@ pub async fn run(config: RunConfig) -> Result<RunReport, HarnessError> {
         .run(&mut cluster, &endpoints, Instant::now() + config.duration)
         .await;
     let _ = stop.send(true);
-    for c in clients {
-        let _ = c.await;
-    }
     let mut findings = Vec::new();
+    for c in clients {
+        if let Err(e) = c.await {
+            // Its history is cut short: the run proves less than it says.
+            findings.push(Finding::NoProgress(format!("a client task failed: {e}")));
+        }
+    }
     let mut records = history.records();
     let converged = match heal_and_converge(&mut cluster).await {
         Ok(index) => Some(index),
@@ -121,6 +127,7 @@ pub async fn run(config: RunConfig) -> Result<RunReport, HarnessError> {
         findings.extend(check::data(&records, &dumps));
     }
     findings.extend(check::linearizable(&records));
+    findings.extend(cluster.unexpected_exits().into_iter().map(Finding::Crashed));
     cluster.stop().await;
     let summary = summarize(&config, &nemesis, &records, converged, &findings);
     write_files(&config, &records, &nemesis.log, &summary, &findings)?;
@@ -150,12 +157,14 @@ async fn final_reads(
     let http = workload::http_client();
     for (&id, &addr) in &cluster.endpoints() {
         for key in registers {
-            let call = history.now();
-            let Some(value) = workload::read_key(&http, addr, key).await else {
-                findings.push(Finding::NoProgress(format!(
-                    "the final read of {key:?} on member {id} failed"
-                )));
-                continue;
+            let (call, value) = match final_read(&http, history, addr, key).await {
+                Some(read) => read,
+                None => {
+                    findings.push(Finding::NoProgress(format!(
+                        "the final read of {key:?} on member {id} kept failing"
+                    )));
+                    continue;
+                }
             };
             records.push(Record {
                 op: Operation {
@@ -169,6 +178,28 @@ async fn final_reads(
                 note: "final read".into(),
             });
         }
+    }
+}
+
+/// One linearizable read of `key` at `addr`, retried for a while (an
+/// election right after convergence refuses reads briefly; a read that
+/// failed had no effect): its call time and the value.
+async fn final_read(
+    http: &reqwest::Client,
+    history: &History,
+    addr: std::net::SocketAddr,
+    key: &str,
+) -> Option<(u64, Option<String>)> {
+    let deadline = Instant::now() + FINAL_READ_RETRIES_FOR;
+    loop {
+        let call = history.now();
+        if let Some(value) = workload::read_key(http, addr, key).await {
+            return Some((call, value));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
