@@ -42,6 +42,10 @@ pub struct RunConfig {
     pub registers: usize,
     /// Milliseconds per Raft tick (short, so elections come quickly).
     pub tick_ms: u64,
+    /// Whether half the reads are lease reads (`consistency=lease`),
+    /// whose safety rests on the members' clocks running at about the
+    /// same rate, which pauses break. Off in the bounded run.
+    pub lease_reads: bool,
     /// Where the run keeps its members' data and logs, and writes its
     /// history and summary.
     pub dir: PathBuf,
@@ -89,7 +93,8 @@ pub async fn run(config: RunConfig) -> Result<RunReport, HarnessError> {
                 endpoints.clone(),
                 history.clone(),
                 registers.clone(),
-            );
+            )
+            .with_lease_reads(config.lease_reads);
             tokio::spawn(c.run(stopped.clone()))
         })
         .collect();
@@ -214,12 +219,17 @@ fn summarize(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "seed {} · {} members · {} clients · {} s of faults · tick {} ms",
+        "seed {} · {} members · {} clients · {} s of faults · tick {} ms{}",
         config.seed,
         config.members,
         config.clients,
         config.duration.as_secs(),
-        config.tick_ms
+        config.tick_ms,
+        if config.lease_reads {
+            " · lease reads"
+        } else {
+            ""
+        }
     );
     let faults: Vec<String> = nemesis
         .counts

@@ -119,6 +119,18 @@ pub struct Client {
     /// The last value this client saw in each register, to compare with.
     seen: HashMap<String, String>,
     written: u64,
+    /// Whether half the reads use `consistency=lease` (the leader's own
+    /// state under its lease) instead of a ReadIndex round.
+    lease_reads: bool,
+}
+
+/// How a read asks to be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadKind {
+    /// `consistency=linearizable`: a ReadIndex round, on any member.
+    Linearizable,
+    /// `consistency=lease`: the leader's lease (followers redirect).
+    Lease,
 }
 
 impl Client {
@@ -139,7 +151,14 @@ impl Client {
             registers,
             seen: HashMap::new(),
             written: 0,
+            lease_reads: false,
         }
+    }
+
+    /// Sends half of this client's reads as lease reads.
+    pub fn with_lease_reads(mut self, on: bool) -> Client {
+        self.lease_reads = on;
+        self
     }
 
     /// Runs until `stop` turns true.
@@ -189,8 +208,13 @@ impl Client {
                 }
             }
         };
+        let kind = if self.lease_reads && self.rng.random_bool(0.5) {
+            ReadKind::Lease
+        } else {
+            ReadKind::Linearizable
+        };
         let call = self.history.now();
-        let outcome = self.send(member.1, &input).await;
+        let outcome = self.send(member.1, &input, kind).await;
         let ret = self.history.now();
         let (ret, output, note) = match outcome {
             Outcome::NoEffect => return,
@@ -218,9 +242,9 @@ impl Client {
         });
     }
 
-    async fn send(&self, addr: SocketAddr, input: &KvInput) -> Outcome {
+    async fn send(&self, addr: SocketAddr, input: &KvInput, kind: ReadKind) -> Outcome {
         match input {
-            KvInput::Get { key } => read(&self.http, addr, key).await,
+            KvInput::Get { key } => read(&self.http, addr, key, kind).await,
             KvInput::Put { key, value } => write(&self.http, addr, key, value, None).await,
             KvInput::Cas { key, from, to } => {
                 write(&self.http, addr, key, to, from.as_deref()).await
@@ -245,24 +269,43 @@ pub async fn read_key(
     addr: SocketAddr,
     key: &str,
 ) -> Option<Option<String>> {
-    match read(http, addr, key).await {
+    match read(http, addr, key, ReadKind::Linearizable).await {
         Outcome::Known(KvOutput::Value(v), _) => Some(v),
         _ => None,
     }
 }
 
-async fn read(http: &reqwest::Client, addr: SocketAddr, key: &str) -> Outcome {
-    let url = format!("http://{addr}/v1/kv/{key}?consistency=linearizable");
-    let Ok(r) = http.get(url).send().await else {
-        return Outcome::NoEffect;
+/// A read of `key` at `addr`; a lease read on a follower follows its
+/// redirect to the leader.
+async fn read(http: &reqwest::Client, addr: SocketAddr, key: &str, kind: ReadKind) -> Outcome {
+    let consistency = match kind {
+        ReadKind::Linearizable => "linearizable",
+        ReadKind::Lease => "lease",
     };
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    match (status, body["error"].as_str(), body["value"].as_str()) {
-        (200, _, Some(v)) => Outcome::Known(KvOutput::Value(Some(v.to_owned())), "200".into()),
-        (404, Some("not_found"), _) => Outcome::Known(KvOutput::Value(None), "404".into()),
-        _ => Outcome::NoEffect,
+    let mut url = format!("http://{addr}/v1/kv/{key}?consistency={consistency}");
+    for _ in 0..=MAX_REDIRECTS {
+        let Ok(r) = http.get(&url).send().await else {
+            return Outcome::NoEffect;
+        };
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let note = format!("{status} {consistency}");
+        match (status, body["error"].as_str(), body["value"].as_str()) {
+            (200, _, Some(v)) => return Outcome::Known(KvOutput::Value(Some(v.to_owned())), note),
+            (404, Some("not_found"), _) => return Outcome::Known(KvOutput::Value(None), note),
+            (307, _, _) => match location {
+                Some(l) => url = l,
+                None => return Outcome::NoEffect,
+            },
+            _ => return Outcome::NoEffect,
+        }
     }
+    Outcome::NoEffect
 }
 
 /// A put of `value` at `key` (a compare-and-set if `prev` is given),

@@ -51,6 +51,7 @@ async fn nemesis_run_keeps_every_promise() {
         clients: 6,
         registers: 8,
         tick_ms: 20,
+        lease_reads: env_u64("RUDDER_NEMESIS_LEASE", 0) == 1,
         dir: dir.clone(),
     };
     let report = run(config).await.expect("the harness itself failed");
