@@ -287,13 +287,7 @@ async fn read(http: &reqwest::Client, addr: SocketAddr, key: &str, kind: ReadKin
         let Ok(r) = http.get(&url).send().await else {
             return Outcome::NoEffect;
         };
-        let status = r.status().as_u16();
-        let location = r
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let (status, location, body) = reply(r).await;
         let note = format!("{status} {consistency}");
         match (status, body["error"].as_str(), body["value"].as_str()) {
             (200, _, Some(v)) => return Outcome::Known(KvOutput::Value(Some(v.to_owned())), note),
@@ -328,13 +322,7 @@ async fn write(
             Err(e) if e.is_connect() => return Outcome::NoEffect,
             Err(e) => return Outcome::Unknown(short(&e)),
         };
-        let status = r.status().as_u16();
-        let location = r
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let (status, location, body) = reply(r).await;
         let error = body["error"].as_str().unwrap_or("");
         let note = format!("{status} {error}");
         match (status, error) {
@@ -352,6 +340,19 @@ async fn write(
         }
     }
     Outcome::NoEffect
+}
+
+/// A reply's status, `Location` header and JSON body (`Null` if it has
+/// none).
+async fn reply(r: reqwest::Response) -> (u16, Option<String>, Value) {
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, location, body)
 }
 
 /// An error's kind in a few words, for the history file.
