@@ -526,20 +526,13 @@ fn made_record(made: &Made) -> Vec<u8> {
             seq,
             first_index,
         } => {
-            // The segment header's prost layout, as the WAL writes it.
-            #[derive(Clone, PartialEq, prost::Message)]
-            struct Header {
-                #[prost(string, tag = "1")]
-                magic: String,
-                #[prost(uint32, tag = "2")]
-                version: u32,
-                #[prost(uint64, tag = "3")]
-                seq: u64,
-                #[prost(uint64, tag = "4")]
-                first_index: u64,
-            }
-            let h = Header {
-                magic: if *magic { "rudder-wal" } else { "other" }.into(),
+            let h = rudder_storage::wal::SegmentHeader {
+                magic: if *magic {
+                    rudder_storage::wal::MAGIC
+                } else {
+                    "other"
+                }
+                .into(),
                 version: u32::from(*version % 3),
                 seq: u64::from(*seq),
                 first_index: u64::from(*first_index),

@@ -34,23 +34,28 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The format a segment header names; anything else is refused.
-const MAGIC: &str = "rudder-wal";
+pub const MAGIC: &str = "rudder-wal";
 /// The segment format version written and understood.
 const VERSION: u32 = 1;
 /// Suffix of a segment being created.
 const TMP_SUFFIX: &str = ".wal.tmp";
 
-/// The first record of a segment.
+/// The first record of a segment (public, like [`CompactMarker`], so
+/// tests and fuzz targets can write segments the WAL must judge).
 #[derive(Clone, PartialEq, prost::Message)]
-struct SegmentHeader {
+pub struct SegmentHeader {
+    /// [`MAGIC`].
     #[prost(string, tag = "1")]
-    magic: String,
+    pub magic: String,
+    /// The format version.
     #[prost(uint32, tag = "2")]
-    version: u32,
+    pub version: u32,
+    /// The segment's sequence number (its name's first part).
     #[prost(uint64, tag = "3")]
-    seq: u64,
+    pub seq: u64,
+    /// The index of the first entry it may hold (its name's second part).
     #[prost(uint64, tag = "4")]
-    first_index: u64,
+    pub first_index: u64,
 }
 
 /// The log up to `index` (whose entry had `term`) is discarded, and with
