@@ -43,18 +43,22 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 
 type Rt = Runtime<KvStore>;
 
+/// The runtime as the handlers hold it: one reference count to bump per
+/// request, where cloning a `Runtime` bumps one per channel and lock in it.
+type SharedRt = Arc<Rt>;
+
 /// Counts of messages the network dropped, by type (for `/metrics`).
 pub type DroppedByType = Arc<dyn Fn() -> Vec<(MessageType, u64)> + Send + Sync>;
 
 /// What the handlers share: the runtime, and the network's drop counts.
 #[derive(Clone)]
 struct AppState {
-    rt: Rt,
+    rt: SharedRt,
     dropped: DroppedByType,
 }
 
-impl FromRef<AppState> for Rt {
-    fn from_ref(state: &AppState) -> Rt {
+impl FromRef<AppState> for SharedRt {
+    fn from_ref(state: &AppState) -> SharedRt {
         state.rt.clone()
     }
 }
@@ -89,7 +93,7 @@ pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
         })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(AppState {
-            rt: runtime,
+            rt: Arc::new(runtime),
             dropped,
         })
 }
@@ -250,6 +254,15 @@ struct PutQuery {
     prev_value: Option<String>,
 }
 
+/// A read's answer, borrowed from the state it is read from: serialized
+/// under the read lock, with no copy of the key or value.
+#[derive(Serialize)]
+struct ReadAnswer<'a> {
+    key: &'a str,
+    value: &'a str,
+    index: u64,
+}
+
 #[derive(Serialize)]
 struct WriteAnswer {
     key: String,
@@ -288,7 +301,7 @@ async fn write(
 }
 
 async fn put_key(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<PutQuery>, QueryRejection>,
@@ -306,7 +319,7 @@ async fn put_key(
 }
 
 async fn delete_key(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WriteAnswer>, ApiError> {
@@ -362,7 +375,7 @@ async fn read_gate(rt: &Rt, uri: &OriginalUri, consistency: Consistency) -> Resu
 }
 
 async fn get_key(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<ReadQuery>, QueryRejection>,
@@ -373,9 +386,12 @@ async fn get_key(
     let index = *rt.applied().borrow();
     let state = rt.state().read().unwrap_or_else(|e| e.into_inner());
     match state.get(&key) {
-        Some(value) => {
-            Ok(Json(json!({ "key": key, "value": value, "index": index })).into_response())
-        }
+        Some(value) => Ok(Json(ReadAnswer {
+            key: &key,
+            value,
+            index,
+        })
+        .into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -396,7 +412,7 @@ struct ListQuery {
 }
 
 async fn list(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -417,7 +433,7 @@ async fn list(
     Ok(Json(json!({ "items": items, "more": more })).into_response())
 }
 
-async fn cluster(State(rt): State<Rt>, uri: OriginalUri) -> Result<Response, ApiError> {
+async fn cluster(State(rt): State<SharedRt>, uri: OriginalUri) -> Result<Response, ApiError> {
     let status = rt.status().await.map_err(|e| request_error(&rt, e, &uri))?;
     let members = rt.members();
     let voters = status.config.voters.ids();
@@ -484,7 +500,7 @@ fn membership(cs: rudder_raft::ConfState) -> Response {
 }
 
 async fn add_member(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     m: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -532,7 +548,7 @@ fn member_id(
 }
 
 async fn promote_member(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -552,7 +568,7 @@ async fn promote_member(
 }
 
 async fn remove_member(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     id: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -571,7 +587,7 @@ struct Transfer {
 }
 
 async fn transfer(
-    State(rt): State<Rt>,
+    State(rt): State<SharedRt>,
     uri: OriginalUri,
     t: Result<Json<Transfer>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -586,7 +602,7 @@ async fn transfer(
         .into_response())
 }
 
-async fn healthz(State(rt): State<Rt>) -> Response {
+async fn healthz(State(rt): State<SharedRt>) -> Response {
     let l = *rt.leader().borrow();
     let ok = rt.is_running();
     let status = if ok {
