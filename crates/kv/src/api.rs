@@ -694,7 +694,7 @@ async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
-    let by_type: [(&str, &str, Vec<(MessageType, u64)>); 2] = [
+    let by_type = [
         (
             "rudder_messages_sent_total",
             "Messages sent, by type.",

@@ -1,7 +1,8 @@
 //! # rudder-kv: the replicated key-value server
 //!
 //! A key-value map replicated with Raft ([`store`]), served over HTTP/1.1
-//! with JSON ([`api`]), one process per member ([`server`]), plus the
+//! with JSON ([`api`]), one process per member ([`server`]) that checks
+//! an empty data directory is a first start ([`preflight`]), plus the
 //! command line's client commands ([`client`]), a local demo cluster
 //! ([`demo`]) and a load generator ([`bench`]).
 
@@ -10,5 +11,6 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod logging;
+pub mod preflight;
 pub mod server;
 pub mod store;

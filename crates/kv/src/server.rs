@@ -2,8 +2,8 @@
 //! directory, the TCP transport to its peers, the runtime, and the HTTP
 //! API — started together and stopped together.
 
-use crate::api;
 use crate::store::KvStore;
+use crate::{api, preflight};
 use anyhow::{bail, Context};
 use rudder_node::runtime::{
     Inbox, Members, Network, NetworkEvent, PeerInfo, Runtime, RuntimeConfig,
@@ -231,6 +231,13 @@ impl Server {
         let fs: Arc<dyn FileSystem> = Arc::new(OsFs);
         let storage = DiskStorage::open(fs, &config.data_dir, Options::default())
             .with_context(|| format!("opening the storage in {}", config.data_dir.display()))?;
+        let fresh = rudder_node::runtime::is_fresh(&storage)
+            .with_context(|| format!("reading the storage in {}", config.data_dir.display()))?;
+        let peers = if fresh {
+            preflight::check(config.id, &config.peers, config.join).await?
+        } else {
+            config.peers.clone()
+        };
         let (transport, incoming, mut events) = Transport::start(TransportConfig::new(
             config.id,
             config.cluster_id,
@@ -257,7 +264,7 @@ impl Server {
         rc.tick = config.tick;
         rc.snapshot_every = config.snapshot_every;
         rc.keep_entries = config.keep_entries;
-        rc.peers = config.peers.clone();
+        rc.peers = peers;
         rc.bootstrap = !config.join;
         let runtime = Runtime::start(
             rc,

@@ -61,8 +61,15 @@ impl Cluster {
     }
 
     async fn start(&mut self, id: u64, join: bool) {
+        let config = self.config(id, join);
+        let server = Server::start(config).await.expect("the member starts");
+        self.servers.insert(id, server);
+    }
+
+    /// How member `id` starts: founding, or joining with `join`.
+    fn config(&self, id: u64, join: bool) -> ServerConfig {
         let info = &self.peers[&id];
-        let config = ServerConfig {
+        ServerConfig {
             id,
             cluster_id: 7,
             raft_listen: info.raft_addr.parse().unwrap(),
@@ -74,9 +81,7 @@ impl Cluster {
             snapshot_every: self.snapshot_every,
             keep_entries: 10,
             max_body: 1 << 20,
-        };
-        let server = Server::start(config).await.expect("the member starts");
-        self.servers.insert(id, server);
+        }
     }
 
     async fn stop(&mut self, id: u64) {
@@ -304,6 +309,53 @@ async fn a_learner_joins_is_promoted_and_a_member_is_removed() {
     assert_eq!(ids.len(), 3, "{cluster}");
     assert!(ids.contains(&4) && !ids.contains(&victim), "{cluster}");
     assert_eq!(c.get(4, "k", "linearizable").await.1["value"], "after");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_is_refused_until_removed_and_added_again() {
+    let mut c = Cluster::new(3, 10_000).await;
+    c.put("k", "v").await;
+    c.settle().await;
+    let l = c.leader().await;
+    let wiped = *c.servers.keys().find(|&&id| id != l).unwrap();
+    c.stop(wiped).await;
+    std::fs::remove_dir_all(c.dir.path().join(wiped.to_string())).unwrap();
+    for join in [false, true] {
+        let refused = Server::start(c.config(wiped, join)).await;
+        let e = format!(
+            "{:#}",
+            refused.err().expect("a member that lost its data starts")
+        );
+        assert!(e.contains("lost its data"), "join {join}: {e}");
+    }
+    let r = c
+        .http
+        .delete(c.url(l, &format!("/v1/members/{wiped}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let info = c.peers[&wiped].clone();
+    let add = serde_json::json!({ "id": wiped, "raft_addr": info.raft_addr, "http_addr": info.http_addr, "learner": false });
+    let r = c
+        .http
+        .post(c.url(l, "/v1/members"))
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    // Told of one follower only, the joiner learns the leader's address
+    // from it: without that it could not answer the leader's appends.
+    let follower = *c.servers.keys().find(|&&id| id != l).unwrap();
+    let mut config = c.config(wiped, true);
+    config.peers.retain(|&id, _| id == wiped || id == follower);
+    let server = Server::start(config).await.expect("the member starts");
+    c.servers.insert(wiped, server);
+    c.put("k", "after").await;
+    c.settle().await;
+    assert_eq!(c.get(wiped, "k", "stale").await.1["value"], "after");
     c.shutdown().await;
 }
 

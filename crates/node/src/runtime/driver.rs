@@ -40,11 +40,7 @@ pub(super) fn start<M: StateMachine, N: Network>(
     let id = config.raft.id;
     let (snapshot, fresh) = {
         let s = storage.lock();
-        let fresh = s.last_index().map_err(rudder_raft::Error::from)? == 0
-            && s.initial_state()
-                .map_err(rudder_raft::Error::from)?
-                .hard_state
-                == Default::default();
+        let fresh = super::is_fresh(&*s).map_err(rudder_raft::Error::from)?;
         (s.snapshot(0).map_err(rudder_raft::Error::from)?, fresh)
     };
     let mut members = config.peers.clone();

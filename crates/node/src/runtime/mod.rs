@@ -50,7 +50,7 @@ use crate::SharedStorage;
 use bytes::Bytes;
 use rudder_raft::{
     ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Config,
-    Message, SnapshotStatus, StateRole, Status,
+    Message, SnapshotStatus, StateRole, Status, Storage, StorageError,
 };
 use rudder_storage::DiskStorage;
 use std::sync::{Arc, RwLock};
@@ -196,6 +196,14 @@ pub struct Runtime<M: StateMachine> {
     failure: watch::Receiver<Option<String>>,
     driver: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     timeout: Duration,
+}
+
+/// Whether `storage` holds nothing yet: no entry, no snapshot, no hard
+/// state. A runtime on fresh storage founds a cluster (with
+/// [`RuntimeConfig::bootstrap`]) or waits to be sent one; an application
+/// asks first to tell a first start from lost data.
+pub fn is_fresh(storage: &impl Storage) -> Result<bool, StorageError> {
+    Ok(storage.last_index()? == 0 && storage.initial_state()?.hard_state == Default::default())
 }
 
 impl<M: StateMachine> Clone for Runtime<M> {
