@@ -2,8 +2,9 @@
 # Loads a 3-member rudder cluster on loopback (fsync on, data on this
 # disk) at 1, 16, 64 and 256 clients with 128-byte values: puts, then
 # linearizable gets, each beside the raw fdatasync rate of the same
-# directory measured right before it. Bounded: about 20 s per client count
-# plus the build. See docs/BENCHMARKS.md.
+# directory measured right before it; at 64 clients also lease and stale
+# gets, the cost of a read with no Raft round. Bounded: about 20 s per
+# client count (40 s at 64) plus the build. See docs/BENCHMARKS.md.
 #
 #   bench/kv-cluster.sh [seconds-per-run]    (default 10)
 set -euo pipefail
@@ -34,11 +35,20 @@ for _ in $(seq 1 100); do
 done
 
 echo "# machine: $(nproc) cores, $(df -T "$DIR" | awk 'NR==2 {print $2 " on " $1}')"
+run() { # clients workload consistency
+  local raw result
+  raw="$(raw_fdatasync)"
+  result="$("$RUDDER" bench --endpoints "$ENDPOINTS" --clients "$1" --duration "$SECONDS_PER_RUN" \
+    --workload "$2" --consistency "$3" --value-size 128 --keys 10000 --json)"
+  echo "{\"raw_fdatasync_per_s\":$raw,\"result\":$result}"
+}
 for clients in 1 16 64 256; do
-  for workload in put get; do
-    raw="$(raw_fdatasync)"
-    result="$("$RUDDER" bench --endpoints "$ENDPOINTS" --clients "$clients" --duration "$SECONDS_PER_RUN" \
-      --workload "$workload" --value-size 128 --keys 10000 --json)"
-    echo "{\"raw_fdatasync_per_s\":$raw,\"result\":$result}"
-  done
+  run "$clients" put linearizable
+  run "$clients" get linearizable
+  if [ "$clients" = 64 ]; then
+    # The floor under any read: gets that do no Raft work at all (lease:
+    # the leader's state; stale: any member's), beside the linearizable ones.
+    run "$clients" get lease
+    run "$clients" get stale
+  fi
 done

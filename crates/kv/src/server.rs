@@ -117,6 +117,27 @@ pub fn parse_peer(spec: &str) -> anyhow::Result<(u64, PeerInfo)> {
     ))
 }
 
+/// How many connections may wait to be accepted. The default (128)
+/// overflows when a few hundred clients connect at once, as a load test's
+/// do: the kernel then drops their handshakes, and each waits a second
+/// for its retry. The kernel caps it at `net.core.somaxconn`.
+const HTTP_BACKLOG: u32 = 1024;
+
+/// Listens for clients on `addr`, with room for [`HTTP_BACKLOG`]
+/// connections waiting.
+fn listen_http(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted member can take its port
+    // back while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(HTTP_BACKLOG)
+}
+
 /// Resolves `host:port` to one socket address.
 fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
     addr.to_socket_addrs()
@@ -277,8 +298,7 @@ impl Server {
             },
         )
         .context("starting the node")?;
-        let listener = tokio::net::TcpListener::bind(config.http_listen)
-            .await
+        let listener = listen_http(config.http_listen)
             .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
         let http_addr = listener.local_addr().context("the HTTP address")?;
         let counted = Arc::clone(&transport);
@@ -335,6 +355,33 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_http_listener_holds_hundreds_of_connections_not_yet_accepted() {
+        // The kernel caps the queue at somaxconn (4096 by default since
+        // Linux 5.4); at 128 or less there is nothing to tell apart.
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        if cap <= 128 {
+            eprintln!("net.core.somaxconn is {cap}: the backlog cannot be seen here");
+            return;
+        }
+        let n = cap.min(300);
+        let listener = listen_http("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: each connection completes only if the queue
+        // has room (the default of 128 has none for the 130th). The
+        // timeout only bounds a failing run.
+        let waiting: Vec<_> = (0..n)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("connection {i} of {n} was not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(waiting.len(), n);
+    }
 
     #[test]
     fn peers_parse_with_and_without_http_addresses() {
