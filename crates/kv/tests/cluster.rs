@@ -148,6 +148,19 @@ impl Cluster {
         .await
     }
 
+    /// Adds member `id`, reachable at `info`, through the leader `l`.
+    async fn add(&self, l: u64, id: u64, info: &PeerInfo, learner: bool) {
+        let add = serde_json::json!({ "id": id, "raft_addr": info.raft_addr, "http_addr": info.http_addr, "learner": learner });
+        let r = self
+            .http
+            .post(self.url(l, "/v1/members"))
+            .json(&add)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    }
+
     /// Sends `request`; the status and the JSON body.
     async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let r = request.send().await.expect("the member answers");
@@ -264,15 +277,7 @@ async fn a_learner_joins_is_promoted_and_a_member_is_removed() {
     c.peers.insert(4, four.clone());
     c.start(4, true).await;
     let l = c.leader().await;
-    let add = serde_json::json!({ "id": 4, "raft_addr": four.raft_addr, "http_addr": four.http_addr, "learner": true });
-    let r = c
-        .http
-        .post(c.url(l, "/v1/members"))
-        .json(&add)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    c.add(l, 4, &four, true).await;
     c.settle().await;
     assert_eq!(
         c.get(4, "k", "stale").await.1["value"],
@@ -336,16 +341,7 @@ async fn a_member_that_lost_its_data_is_refused_until_removed_and_added_again() 
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-    let info = c.peers[&wiped].clone();
-    let add = serde_json::json!({ "id": wiped, "raft_addr": info.raft_addr, "http_addr": info.http_addr, "learner": false });
-    let r = c
-        .http
-        .post(c.url(l, "/v1/members"))
-        .json(&add)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    c.add(l, wiped, &c.peers[&wiped], false).await;
     // Told of one follower only, the joiner learns the leader's address
     // from it: without that it could not answer the leader's appends.
     let follower = *c.servers.keys().find(|&&id| id != l).unwrap();
