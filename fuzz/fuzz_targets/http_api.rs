@@ -277,6 +277,7 @@ async fn start_member() -> Member {
         PeerInfo {
             raft_addr: "127.0.0.1:2380".into(),
             http_addr: "127.0.0.1:2379".into(),
+            replicated: false,
         },
     );
     config.peers = peers;

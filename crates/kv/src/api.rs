@@ -444,7 +444,7 @@ async fn cluster(State(rt): State<SharedRt>, uri: OriginalUri) -> Result<Respons
         .map(|id| {
             let info = members.get(id).cloned().unwrap_or_default();
             let role = if learners.contains(id) { "learner" } else { "voter" };
-            json!({ "id": id, "raft_addr": info.raft_addr, "http_addr": info.http_addr, "role": role })
+            json!({ "id": id, "raft_addr": info.raft_addr, "http_addr": info.http_addr, "role": role, "replicated": info.replicated })
         })
         .collect();
     let progress: Vec<_> = status
@@ -531,6 +531,7 @@ async fn add_member(
     let info = PeerInfo {
         raft_addr,
         http_addr: m.http_addr,
+        replicated: false,
     };
     let cs = rt
         .add_member(m.id, &info, m.learner)

@@ -446,6 +446,10 @@ pub struct MemberView {
     pub http_addr: String,
     /// `voter` or `learner`.
     pub role: String,
+    /// A leader has seen it hold the log (so an empty data directory under
+    /// its ID means lost data).
+    #[serde(default)]
+    pub replicated: bool,
 }
 
 /// A member's replication progress in [`ClusterView`].

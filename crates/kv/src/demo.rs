@@ -33,6 +33,7 @@ pub fn members(base_port: u16) -> anyhow::Result<Members> {
                 PeerInfo {
                     raft_addr: format!("127.0.0.1:{}", http + 1),
                     http_addr: format!("127.0.0.1:{http}"),
+                    replicated: false,
                 },
             ))
         })

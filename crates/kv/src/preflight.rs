@@ -8,29 +8,30 @@
 //! either: the leader remembers how far the member's log reached and
 //! ignores its refusals of appends below that.
 //!
-//! So before such a member starts, [`check`] asks the peers it was given
-//! for the leader's view of the cluster (`GET /v1/cluster`), and refuses
-//! to start:
+//! The cluster remembers which members held the log: a leader marks each
+//! member its log reached in the replicated address book
+//! ([`PeerInfo::replicated`]), once. So before a member on empty storage
+//! starts, [`check`] asks the peers it was given for their view of the
+//! cluster (`GET /v1/cluster`), and refuses to start:
 //!
-//! - when the leader has replicated to this ID before: the data was lost,
-//!   or another process runs under this ID;
-//! - when a founding member is not in the cluster's configuration: it was
+//! - when any of them knows this ID as holding the log, or the leader has
+//!   replicated to it (before the mark is in): the data was lost, or
+//!   another process runs under this ID;
+//! - when a founding member is not in the leader's configuration: it was
 //!   removed, or the cluster was founded without it.
 //!
 //! The way back is to restore the directory, or to remove the member and
-//! add it again, then start it with `--join`. A joining member also
-//! learns every member's addresses from the view, so it can answer a
-//! leader it was not told of.
+//! add it again (which clears the mark), then start it with `--join`. A
+//! joining member also learns every member's addresses from the leader's
+//! view, so it can answer a leader it was not told of.
 //!
-//! When no leader answers, as at a new cluster's first start, the member
-//! starts. What this cannot see: a leader elected after the data was lost
-//! has no memory of the member. The member then starts and catches up by
-//! snapshot, but what it lost was lost all the same, so the check narrows
-//! the danger without closing it; an operator who wipes a member should
-//! remove it first.
+//! When nobody answers, as at a new cluster's first start, the member
+//! starts. What this cannot see: a member wiped before its mark was
+//! committed (within a few ticks of first holding the log) when the
+//! leader has changed since; or a cluster none of whose peers answer.
 
 use crate::client::{self, ClusterView};
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use rudder_node::runtime::{Members, PeerInfo};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -45,21 +46,25 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// peers to start with: for a joiner, every member the leader lists.
 pub async fn check(id: u64, peers: &Members, join: bool) -> anyhow::Result<Members> {
     let http = client::http_client(ASK_TIMEOUT, 1)?;
-    let Some(view) = leader_view(&http, id, peers).await else {
+    let views = views(&http, id, peers).await;
+    let marked = |v: &&ClusterView| v.members.iter().any(|m| m.id == id && m.replicated);
+    if let Some(v) = views.iter().find(marked) {
+        return Err(lost_data(
+            id,
+            &format!("member {} knows it as holding the log", v.id),
+        ));
+    }
+    let Some(view) = views.iter().find(|v| is_leaders(v)) else {
         info!(id, "no leader answered: starting as a new member");
         return Ok(peers.clone());
     };
     let leader = view.id;
     if let Some(p) = view.progress.iter().find(|p| p.id == id && p.matched > 0) {
-        bail!(
-            "member {id} has an empty data directory, but the leader (member {leader}) has \
-             replicated its log to member {id} up to index {}: this member lost its data, or \
-             another process runs as member {id}. Started afresh it could lose committed \
-             writes, and it could not catch up. Restore its data directory, or remove it \
-             (DELETE /v1/members/{id}), add it again (POST /v1/members) and start it with \
-             --join",
+        let evidence = format!(
+            "the leader (member {leader}) has replicated its log to it up to index {}",
             p.matched
         );
+        return Err(lost_data(id, &evidence));
     }
     if !join && !view.members.iter().any(|m| m.id == id) {
         let ids: Vec<u64> = view.members.iter().map(|m| m.id).collect();
@@ -75,40 +80,50 @@ pub async fn check(id: u64, peers: &Members, join: bool) -> anyhow::Result<Membe
             peers.entry(m.id).or_insert_with(|| PeerInfo {
                 raft_addr: m.raft_addr.clone(),
                 http_addr: m.http_addr.clone(),
+                replicated: m.replicated,
             });
         }
     }
-    info!(
-        id,
-        leader, "the cluster's leader knows nothing against this start"
-    );
+    info!(id, leader, "the cluster knows nothing against this start");
     Ok(peers)
 }
 
-/// The leader's own view, asked of every peer but `id` at once, and then
-/// of the leader one of them names.
-async fn leader_view(http: &reqwest::Client, id: u64, peers: &Members) -> Option<ClusterView> {
+/// The refusal of member `id`, with what shows it held data before.
+fn lost_data(id: u64, evidence: &str) -> anyhow::Error {
+    anyhow!(
+        "member {id} has an empty data directory, but {evidence}: this member lost its data, \
+         or another process runs as member {id}. Started afresh it could lose committed \
+         writes, and it could not catch up. Restore its data directory, or remove it \
+         (DELETE /v1/members/{id}), add it again (POST /v1/members) and start it with --join"
+    )
+}
+
+/// Every peer's view but `id`'s, asked at once; and, when none of them is
+/// the leader's, the view of the leader one of them names.
+async fn views(http: &reqwest::Client, id: u64, peers: &Members) -> Vec<ClusterView> {
     let mut asks = JoinSet::new();
     for (_, info) in peers.iter().filter(|(&peer, _)| peer != id) {
         let (http, addr) = (http.clone(), info.http_addr.clone());
         asks.spawn(async move { view_at(&http, &addr).await });
     }
-    let mut named = None;
+    let mut views = Vec::new();
     while let Some(answer) = asks.join_next().await {
-        let Ok(Some(view)) = answer else { continue };
-        if is_leaders(&view) {
-            return Some(view);
-        }
-        if named.is_none() && view.leader != 0 {
-            named = view
-                .members
-                .iter()
-                .find(|m| m.id == view.leader)
-                .map(|m| m.http_addr.clone());
+        if let Ok(Some(view)) = answer {
+            views.push(view);
         }
     }
-    let view = view_at(http, &named?).await?;
-    is_leaders(&view).then_some(view)
+    if !views.iter().any(is_leaders) {
+        let named = views.iter().find_map(|v| {
+            v.members
+                .iter()
+                .find(|m| m.id == v.leader && v.leader != 0)
+                .map(|m| m.http_addr.clone())
+        });
+        if let Some(view) = async { view_at(http, &named?).await }.await {
+            views.push(view);
+        }
+    }
+    views
 }
 
 /// Whether `view` is a leader's own.

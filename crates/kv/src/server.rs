@@ -113,6 +113,7 @@ pub fn parse_peer(spec: &str) -> anyhow::Result<(u64, PeerInfo)> {
         PeerInfo {
             raft_addr: raft,
             http_addr: http,
+            replicated: false,
         },
     ))
 }

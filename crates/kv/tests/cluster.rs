@@ -31,6 +31,7 @@ fn new_member() -> PeerInfo {
     PeerInfo {
         raft_addr: format!("127.0.0.1:{}", free_port()),
         http_addr: format!("127.0.0.1:{}", free_port()),
+        replicated: false,
     }
 }
 
@@ -323,9 +324,38 @@ async fn a_member_that_lost_its_data_is_refused_until_removed_and_added_again() 
     c.put("k", "v").await;
     c.settle().await;
     let l = c.leader().await;
+    within("the leader never marked every member replicated", async {
+        loop {
+            let view = c.call(c.http.get(c.url(l, "/v1/cluster"))).await.1;
+            let members = view["members"].as_array().unwrap();
+            if members.iter().all(|m| m["replicated"] == true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let wiped = *c.servers.keys().find(|&&id| id != l).unwrap();
     c.stop(wiped).await;
     std::fs::remove_dir_all(c.dir.path().join(wiped.to_string())).unwrap();
+    // A new leader has no memory of how far the wiped member's log went:
+    // only the mark in the address book tells.
+    let other = *c.servers.keys().find(|&&id| id != l).unwrap();
+    let r = c
+        .http
+        .post(c.url(l, "/v1/leader/transfer"))
+        .json(&serde_json::json!({ "to": other }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+    within("the transfer never completed", async {
+        while c.leader().await != other {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let l = other;
     for join in [false, true] {
         let refused = Server::start(c.config(wiped, join)).await;
         let e = format!(

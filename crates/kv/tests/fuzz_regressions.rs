@@ -70,6 +70,7 @@ async fn every_client_error_has_the_json_error_body() {
         PeerInfo {
             raft_addr: "127.0.0.1:2380".into(),
             http_addr: "127.0.0.1:2379".into(),
+            replicated: false,
         },
     );
     config.peers = peers;

@@ -115,6 +115,7 @@ fn info(id: u64) -> PeerInfo {
     PeerInfo {
         raft_addr: format!("node{id}:2380"),
         http_addr: format!("node{id}:2379"),
+        replicated: false,
     }
 }
 
@@ -445,11 +446,80 @@ async fn a_learner_joins_is_promoted_and_a_voter_is_removed() {
     let victim = *c.nodes.keys().find(|&&id| id != l && id != 4).unwrap();
     let cs = c.nodes[&l].remove_member(victim).await.expect("removed");
     assert!(!cs.voters.contains(&victim), "{cs:?}");
-    assert_eq!(c.nodes[&l].members().get(&4), Some(&info(4)));
+    let book = c.nodes[&l].members();
+    assert_eq!(
+        book.get(&4).map(|i| (&*i.raft_addr, &*i.http_addr)),
+        Some((&*info(4).raft_addr, &*info(4).http_addr))
+    );
     assert!(!c.nodes[&l].members().contains_key(&victim));
     c.crash(victim).await;
     put(&c, "k", 2).await;
     let index = c.commit_index().await;
     c.applied(4, index).await;
     assert_eq!(c.value(4, "k").as_deref(), Some("2"));
+}
+
+/// Whether every running node's address book says, of each member in
+/// `ids`, `replicated`.
+fn marked(c: &Cluster, ids: &[u64], replicated: bool) -> bool {
+    c.nodes.values().all(|rt| {
+        let book = rt.members();
+        ids.iter()
+            .all(|id| book.get(id).is_some_and(|i| i.replicated == replicated))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_marks_the_members_its_log_reached_and_no_other() {
+    let mut c = Cluster::new(3, 10_000).await;
+    put(&c, "k", 1).await;
+    let l = c.leader().await;
+    // Added, never started: the log cannot reach it.
+    c.nodes[&l]
+        .add_member(4, &info(4), true)
+        .await
+        .expect("learner added");
+    within("the founders were never marked everywhere", async {
+        while !marked(&c, &[1, 2, 3], true) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(marked(&c, &[4], false), "a member that never ran is marked");
+    c.join(4);
+    within("the learner was never marked once it held the log", async {
+        while !marked(&c, &[1, 2, 3, 4], true) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The marks are in the log: a restarted node has them back once it
+    // has applied it again.
+    let victim = *c.nodes.keys().find(|&&id| id != l).unwrap();
+    c.crash(victim).await;
+    c.start(victim);
+    let index = c.commit_index().await;
+    c.applied(victim, index).await;
+    assert!(marked(&c, &[1, 2, 3, 4], true), "a restart lost the marks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_waits_for_the_one_before_it_instead_of_failing() {
+    let c = Cluster::new(3, 10_000).await;
+    let l = c.leader().await;
+    let rt = &c.nodes[&l];
+    // The core takes one change at a time: the second arrives while the
+    // first is pending, and waits for it.
+    let (info4, info5) = (info(4), info(5));
+    let (four, five) = tokio::join!(
+        rt.add_member(4, &info4, true),
+        rt.add_member(5, &info5, true)
+    );
+    let four = four.expect("the first change applies");
+    let five = five.expect("the second change applies after it");
+    assert_eq!(
+        (four.learners, five.learners),
+        (vec![4], vec![4, 5]),
+        "in the order asked"
+    );
 }

@@ -11,11 +11,14 @@ use super::reads::{Read, Reads};
 use super::shared::{Shared, Stop};
 use super::workers::{self, Applier};
 use super::{
-    Inbox, LeaderState, Network, NetworkEvent, Request, Runtime, RuntimeConfig, StateMachine,
+    Inbox, LeaderState, Network, NetworkEvent, PeerInfo, Request, Runtime, RuntimeConfig,
+    StateMachine,
 };
 use crate::{Node, NodeError, SharedStorage};
 use rudder_raft::storage_writes::{LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD};
-use rudder_raft::{Message, Proposed, Ready, Storage};
+use rudder_raft::{
+    ConfChangeV2, ConfState, DropReason, Message, Proposed, Ready, StateRole, Storage,
+};
 use rudder_storage::DiskStorage;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -109,6 +112,8 @@ pub(super) fn start<M: StateMachine, N: Network>(
         append_tx,
         apply_tx,
         config: config.clone(),
+        marking: None,
+        waiting_changes: Vec::new(),
     };
     let handle = tokio::spawn(driver.run());
     Ok(Runtime {
@@ -177,6 +182,21 @@ struct Driver<M: StateMachine, N: Network> {
     append_tx: mpsc::UnboundedSender<Message>,
     apply_tx: mpsc::UnboundedSender<Message>,
     config: RuntimeConfig,
+    /// The member whose mark was last proposed, and until when it may
+    /// take to apply before it is proposed again.
+    marking: Option<(u64, Instant)>,
+    /// Membership changes waiting for another one to apply.
+    waiting_changes: Vec<WaitingChange>,
+}
+
+/// Where a membership change's answer goes.
+type ChangeAnswer = oneshot::Sender<Result<ConfState, RequestError>>;
+
+/// A membership change the node dropped because another was pending.
+struct WaitingChange {
+    cc: ConfChangeV2,
+    tx: ChangeAnswer,
+    deadline: Instant,
 }
 
 /// The node stopped (shut down, every handle dropped, or a worker stopped
@@ -219,6 +239,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         }
         self.shared.pending().fail_all(RequestError::Shutdown);
         self.shared.reads().fail_all(RequestError::Shutdown);
+        for waiting in self.waiting_changes.drain(..) {
+            drop(waiting.tx.send(Err(RequestError::Shutdown)));
+        }
         self.requests.close();
         while let Ok(r) = self.requests.try_recv() {
             fail_request(r, RequestError::Shutdown);
@@ -226,13 +249,69 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         self.node.stop().await;
     }
 
-    /// One tick: the node's clock, deadlines, a lost read round retried.
+    /// One tick: the node's clock, deadlines, a lost read round retried,
+    /// a member the log reached marked.
     async fn tick(&mut self) -> Result<(), Stopped> {
         self.node.tick().await?;
         let now = Instant::now();
         self.shared.pending().expire(now);
         self.shared.reads().expire(now);
-        self.start_read_round().await
+        self.start_read_round().await?;
+        self.retry_changes(now).await?;
+        self.mark_replicated(now).await
+    }
+
+    /// On the leader: proposes to mark in the address book one member
+    /// whose progress matched an entry and that is not marked yet
+    /// ([`PeerInfo::replicated`](super::PeerInfo::replicated)). One mark
+    /// at a time, given an election timeout to apply, and none while a
+    /// client's change waits; one the node drops (another change is
+    /// pending) is proposed again on a later tick.
+    async fn mark_replicated(&mut self, now: Instant) -> Result<(), Stopped> {
+        let unmarked: Vec<(u64, PeerInfo)> = self
+            .shared
+            .members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, info)| !info.replicated)
+            .map(|(&id, info)| (id, info.clone()))
+            .collect();
+        if let Some((id, until)) = self.marking {
+            if now < until && unmarked.iter().any(|(peer, _)| *peer == id) {
+                return Ok(());
+            }
+            self.marking = None;
+        }
+        if unmarked.is_empty()
+            || !self.waiting_changes.is_empty()
+            || self.shared.leader().role != Some(StateRole::Leader)
+        {
+            return Ok(());
+        }
+        let status = self.node.status().await?;
+        let reached = unmarked.into_iter().find(|(id, _)| {
+            status
+                .progress
+                .iter()
+                .any(|(peer, p)| peer == id && p.matched > 0)
+        });
+        let Some((id, info)) = reached else {
+            return Ok(());
+        };
+        match self
+            .node
+            .propose_conf_change(&members::mark_replicated(id, &info))
+            .await
+        {
+            Ok(Proposed::Appended { .. }) => {
+                let election = self.config.tick * self.config.raft.election_tick as u32;
+                self.marking = Some((id, now + election));
+            }
+            Ok(Proposed::Forwarded { .. }) => {}
+            Err(e) => drop(self.refusal(e)?),
+        }
+        Ok(())
     }
 
     /// Handles `first` and every request already queued behind it, so
@@ -284,21 +363,61 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
         let deadline = Instant::now() + self.config.request_timeout;
         match request {
             Request::Propose(data, tx) => self.propose_batch(vec![(data, tx)]).await?,
-            Request::ChangeMembers(cc, tx) => match self.node.propose_conf_change(&cc).await {
-                Ok(Proposed::Appended { index, term }) => {
-                    self.shared
-                        .pending()
-                        .insert(index, term, deadline, Waiter::ConfChange(tx));
+            // Behind those waiting already: changes go in the order asked.
+            Request::ChangeMembers(cc, tx) if !self.waiting_changes.is_empty() => {
+                self.waiting_changes
+                    .push(WaitingChange { cc, tx, deadline });
+            }
+            Request::ChangeMembers(cc, tx) => {
+                if let Some(waiting) = self.propose_change(cc, tx, deadline).await? {
+                    self.waiting_changes.push(waiting);
                 }
-                Ok(Proposed::Forwarded { .. }) => {
-                    let _ = tx.send(Err(self.not_leader()));
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(self.refusal(e)?));
-                }
-            },
+            }
             Request::Read(reply) => self.shared.reads().push(Read { reply, deadline }),
         }
+        Ok(())
+    }
+
+    /// Proposes a membership change; gives it back when the node dropped
+    /// it only because another change is pending (the leader's own mark,
+    /// or another client's change), to be proposed again on a later tick.
+    async fn propose_change(
+        &mut self,
+        cc: ConfChangeV2,
+        tx: ChangeAnswer,
+        deadline: Instant,
+    ) -> Result<Option<WaitingChange>, Stopped> {
+        match self.node.propose_conf_change(&cc).await {
+            Ok(Proposed::Appended { index, term }) => {
+                self.shared
+                    .pending()
+                    .insert(index, term, deadline, Waiter::ConfChange(tx));
+            }
+            Ok(Proposed::Forwarded { .. }) => drop(tx.send(Err(self.not_leader()))),
+            Err(e) => match self.refusal(e)? {
+                RequestError::Dropped(DropReason::ConfChangePending) => {
+                    return Ok(Some(WaitingChange { cc, tx, deadline }));
+                }
+                refused => drop(tx.send(Err(refused))),
+            },
+        }
+        Ok(None)
+    }
+
+    /// Proposes again, in order, the changes that waited for another,
+    /// until one has to wait again; answers those past their deadline
+    /// with [`RequestError::Timeout`].
+    async fn retry_changes(&mut self, now: Instant) -> Result<(), Stopped> {
+        let mut queue = std::mem::take(&mut self.waiting_changes).into_iter();
+        for WaitingChange { cc, tx, deadline } in queue.by_ref() {
+            if now >= deadline {
+                drop(tx.send(Err(RequestError::Timeout)));
+            } else if let Some(waiting) = self.propose_change(cc, tx, deadline).await? {
+                self.waiting_changes.push(waiting);
+                break;
+            }
+        }
+        self.waiting_changes.extend(queue);
         Ok(())
     }
 

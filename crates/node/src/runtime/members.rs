@@ -5,13 +5,19 @@
 //! that adds it, so every node learns them from the log; a snapshot holds
 //! them too, beside the state machine's data, since the changes it covers
 //! are compacted away. Founding members are known from the configuration.
+//!
+//! The book also says which members the log has reached
+//! ([`PeerInfo::replicated`]): a leader marks each one, once, with an
+//! `UpdateNode` change carrying its addresses and the mark. A marked
+//! member that starts again on empty storage has lost its data, and an
+//! application can refuse to start it.
 
 use bytes::Bytes;
 use prost::Message as _;
-use rudder_raft::{ConfChangeType, ConfChangeV2};
+use rudder_raft::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 use std::collections::BTreeMap;
 
-/// Where a member listens.
+/// Where a member listens, and whether it has held the log.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PeerInfo {
     /// Its Raft (peer-to-peer) address, `host:port`.
@@ -20,6 +26,12 @@ pub struct PeerInfo {
     /// Its client (HTTP) address, `host:port`.
     #[prost(string, tag = "2")]
     pub http_addr: String,
+    /// A leader saw this member hold entries of the log (its progress
+    /// matched one) and said so in the log. Set by the runtime; a change
+    /// that adds the member again with new addresses clears it until the
+    /// leader sees it again.
+    #[prost(bool, tag = "3")]
+    pub replicated: bool,
 }
 
 /// One member in a snapshot envelope.
@@ -77,6 +89,28 @@ pub fn context_for(info: &PeerInfo) -> Bytes {
     Bytes::from(info.encode_to_vec())
 }
 
+/// The change of one member: `kind` for `id`, with `context`.
+pub(super) fn single_change(kind: ConfChangeType, id: u64, context: Bytes) -> ConfChangeV2 {
+    ConfChangeV2 {
+        transition: ConfChangeTransition::Auto as i32,
+        changes: vec![ConfChangeSingle {
+            change_type: kind as i32,
+            node_id: id,
+        }],
+        context,
+    }
+}
+
+/// The change that marks member `id`, found at `info`, as reached by the
+/// log ([`PeerInfo::replicated`]).
+pub(super) fn mark_replicated(id: u64, info: &PeerInfo) -> ConfChangeV2 {
+    let marked = PeerInfo {
+        replicated: true,
+        ..info.clone()
+    };
+    single_change(ConfChangeType::UpdateNode, id, context_for(&marked))
+}
+
 /// What a committed change does to the address book: members added or
 /// updated (with the addresses in its context, when it has one) and
 /// removed.
@@ -105,18 +139,22 @@ pub fn changes(cc: &ConfChangeV2) -> (Vec<(u64, Option<PeerInfo>)>, Vec<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rudder_raft::ConfChangeSingle;
 
     fn info(n: u16) -> PeerInfo {
         PeerInfo {
             raft_addr: format!("127.0.0.1:{n}"),
             http_addr: format!("127.0.0.1:{}", n + 1),
+            replicated: false,
         }
     }
 
     #[test]
     fn envelopes_round_trip_and_empty_is_nothing() {
-        let members = Members::from([(1, info(10)), (2, info(20))]);
+        let marked = PeerInfo {
+            replicated: true,
+            ..info(20)
+        };
+        let members = Members::from([(1, info(10)), (2, marked)]);
         let (m, state) = open(&seal(&members, Bytes::from_static(b"kv"))).unwrap();
         assert_eq!((m, &state[..]), (members, &b"kv"[..]));
         let (m, state) = open(&[]).unwrap();
@@ -141,5 +179,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(changes(&cc), (vec![(4, Some(info(40)))], vec![2]));
+    }
+
+    #[test]
+    fn a_mark_updates_the_member_with_its_addresses_kept() {
+        let cc = mark_replicated(3, &info(30));
+        let marked = PeerInfo {
+            replicated: true,
+            ..info(30)
+        };
+        assert_eq!(changes(&cc), (vec![(3, Some(marked))], vec![]));
+        assert_eq!(cc.changes[0].change_type, ConfChangeType::UpdateNode as i32);
     }
 }

@@ -28,6 +28,12 @@
 //! [`RequestError`]: the core reports every proposal's fate, and deadlines
 //! bound the rest.
 //!
+//! Membership changes go one at a time, as the core requires: one asked
+//! while another is pending waits its turn (within its deadline) instead
+//! of failing. The leader's own changes count too: it marks in the address
+//! book each member its log reaches ([`PeerInfo::replicated`]), so that an
+//! application can tell a member that lost its data from a new one.
+//!
 //! The network is behind the [`Network`] trait and the disk behind the
 //! storage's file-system trait; time is Tokio's clock, which tests pause
 //! and advance. Messages from peers and the network's reports come in on
@@ -49,8 +55,8 @@ pub use metrics::Metrics;
 use crate::SharedStorage;
 use bytes::Bytes;
 use rudder_raft::{
-    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Config,
-    Message, SnapshotStatus, StateRole, Status, Storage, StorageError,
+    ConfChangeType, ConfChangeV2, ConfState, Config, Message, SnapshotStatus, StateRole, Status,
+    Storage, StorageError,
 };
 use rudder_storage::DiskStorage;
 use std::sync::{Arc, RwLock};
@@ -306,14 +312,7 @@ impl<M: StateMachine> Runtime<M> {
         id: u64,
         context: Bytes,
     ) -> Result<ConfState, RequestError> {
-        let cc = ConfChangeV2 {
-            transition: ConfChangeTransition::Auto as i32,
-            changes: vec![ConfChangeSingle {
-                change_type: kind as i32,
-                node_id: id,
-            }],
-            context,
-        };
+        let cc = members::single_change(kind, id, context);
         self.ask(|tx| Request::ChangeMembers(cc, tx)).await
     }
 

@@ -101,6 +101,7 @@ impl Cluster {
                 let info = PeerInfo {
                     raft_addr: format!("m{id}:2380"),
                     http_addr: format!("m{id}:2379"),
+                    replicated: false,
                 };
                 (id, info)
             })
