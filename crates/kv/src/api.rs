@@ -6,7 +6,7 @@
 //! | `GET /v1/kv/{key}` | read; `?consistency=linearizable` (default), `lease`, `stale` |
 //! | `DELETE /v1/kv/{key}` | delete |
 //! | `GET /v1/kv?prefix=&after=&limit=` | list keys in order, a page at a time |
-//! | `GET /v1/cluster` | members, leader, term, indexes, followers' progress |
+//! | `GET /v1/cluster` | members (with `replicated`: the log reached them), leader, term, indexes, followers' progress |
 //! | `POST /v1/members` | add `{id, raft_addr, http_addr, learner}` |
 //! | `POST /v1/members/{id}/promote` | learner to voter |
 //! | `DELETE /v1/members/{id}` | remove |
