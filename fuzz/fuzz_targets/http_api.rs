@@ -303,7 +303,7 @@ async fn start_member() -> Member {
     .await
     .expect("a one-member cluster elects itself")
     .expect("the runtime runs");
-    let router = api::router(runtime.clone(), Arc::new(Vec::new), MAX_BODY);
+    let router = api::router(runtime.clone(), 1, Arc::new(Vec::new), MAX_BODY);
     Member {
         runtime,
         router,

@@ -50,11 +50,24 @@ type SharedRt = Arc<Rt>;
 /// Counts of messages the network dropped, by type (for `/metrics`).
 pub type DroppedByType = Arc<dyn Fn() -> Vec<(MessageType, u64)> + Send + Sync>;
 
-/// What the handlers share: the runtime, and the network's drop counts.
+/// What the handlers share: the runtime, the cluster's ID, and the
+/// network's drop counts.
 #[derive(Clone)]
 struct AppState {
     rt: SharedRt,
+    cluster_id: ClusterId,
     dropped: DroppedByType,
+}
+
+/// The cluster's ID, as `GET /v1/cluster` tells it (a member on empty
+/// storage trusts only its own cluster's views).
+#[derive(Clone, Copy)]
+struct ClusterId(u64);
+
+impl FromRef<AppState> for ClusterId {
+    fn from_ref(state: &AppState) -> ClusterId {
+        state.cluster_id
+    }
 }
 
 impl FromRef<AppState> for SharedRt {
@@ -63,9 +76,10 @@ impl FromRef<AppState> for SharedRt {
     }
 }
 
-/// The API's routes over `runtime`, refusing bodies over `max_body` bytes;
-/// `dropped` reports the network's dropped messages by type.
-pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
+/// The API's routes over `runtime`, a member of cluster `cluster_id`,
+/// refusing bodies over `max_body` bytes; `dropped` reports the network's
+/// dropped messages by type.
+pub fn router(runtime: Rt, cluster_id: u64, dropped: DroppedByType, max_body: usize) -> Router {
     Router::new()
         .route("/v1/kv", get(list))
         .route(
@@ -94,6 +108,7 @@ pub fn router(runtime: Rt, dropped: DroppedByType, max_body: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(AppState {
             rt: Arc::new(runtime),
+            cluster_id: ClusterId(cluster_id),
             dropped,
         })
 }
@@ -433,7 +448,11 @@ async fn list(
     Ok(Json(json!({ "items": items, "more": more })).into_response())
 }
 
-async fn cluster(State(rt): State<SharedRt>, uri: OriginalUri) -> Result<Response, ApiError> {
+async fn cluster(
+    State(rt): State<SharedRt>,
+    State(ClusterId(cluster_id)): State<ClusterId>,
+    uri: OriginalUri,
+) -> Result<Response, ApiError> {
     let status = rt.status().await.map_err(|e| request_error(&rt, e, &uri))?;
     let members = rt.members();
     let voters = status.config.voters.ids();
@@ -455,6 +474,7 @@ async fn cluster(State(rt): State<SharedRt>, uri: OriginalUri) -> Result<Respons
         })
         .collect();
     Ok(Json(json!({
+        "cluster_id": cluster_id,
         "id": rt.id(),
         "leader": status.basic.soft_state.leader_id,
         "role": format!("{:?}", status.basic.soft_state.raft_state).to_lowercase(),
@@ -618,7 +638,7 @@ async fn healthz(State(rt): State<SharedRt>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(AppState { rt, dropped }): State<AppState>) -> Response {
+async fn metrics(State(AppState { rt, dropped, .. }): State<AppState>) -> Response {
     let m = rt.metrics();
     let l = *rt.leader().borrow();
     let commit = rt.status().await.map_or(0, |s| s.basic.hard_state.commit);

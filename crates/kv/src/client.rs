@@ -415,6 +415,10 @@ struct ReadResult {
 /// `GET /v1/cluster`: one member's view of the cluster.
 #[derive(Deserialize, Debug, Clone)]
 pub struct ClusterView {
+    /// Its cluster's ID (0 from a server that does not say, whose view a
+    /// member on empty storage then ignores).
+    #[serde(default)]
+    pub cluster_id: u64,
     /// The member that answered.
     pub id: u64,
     /// The leader it knows, 0 for none.

@@ -133,7 +133,9 @@ fn listen_http(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
         tokio::net::TcpSocket::new_v6()?
     };
     // As `TcpListener::bind` does: a restarted member can take its port
-    // back while old connections linger in TIME_WAIT.
+    // back while old connections linger in TIME_WAIT. (Not on Windows,
+    // where it would let another process take the port over.)
+    #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(HTTP_BACKLOG)
@@ -255,11 +257,10 @@ impl Server {
             .with_context(|| format!("opening the storage in {}", config.data_dir.display()))?;
         let fresh = rudder_node::runtime::is_fresh(&storage)
             .with_context(|| format!("reading the storage in {}", config.data_dir.display()))?;
-        let peers = if fresh {
-            preflight::check(config.id, &config.peers, config.join).await?
-        } else {
-            config.peers.clone()
-        };
+        // Both ports first: a member whose port is taken (by another
+        // cluster, say) says so, before it asks whoever answers there.
+        let listener = listen_http(config.http_listen)
+            .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
         let (transport, incoming, mut events) = Transport::start(TransportConfig::new(
             config.id,
             config.cluster_id,
@@ -268,6 +269,17 @@ impl Server {
         .await
         .context("starting the transport")?;
         let transport = Arc::new(transport);
+        let peers = if fresh {
+            match preflight::check(config.id, config.cluster_id, &config.peers, config.join).await {
+                Ok(peers) => peers,
+                Err(refused) => {
+                    transport.shutdown().await;
+                    return Err(refused);
+                }
+            }
+        } else {
+            config.peers.clone()
+        };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
@@ -299,12 +311,11 @@ impl Server {
             },
         )
         .context("starting the node")?;
-        let listener = listen_http(config.http_listen)
-            .with_context(|| format!("listening for HTTP on {}", config.http_listen))?;
         let http_addr = listener.local_addr().context("the HTTP address")?;
         let counted = Arc::clone(&transport);
         let app = api::router(
             runtime.clone(),
+            config.cluster_id,
             Arc::new(move || counted.dropped_by_type()),
             config.max_body,
         );

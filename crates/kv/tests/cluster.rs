@@ -341,17 +341,23 @@ async fn a_member_that_lost_its_data_is_refused_until_removed_and_added_again() 
     // A new leader has no memory of how far the wiped member's log went:
     // only the mark in the address book tells.
     let other = *c.servers.keys().find(|&&id| id != l).unwrap();
-    let r = c
-        .http
-        .post(c.url(l, "/v1/leader/transfer"))
-        .json(&serde_json::json!({ "to": other }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
     within("the transfer never completed", async {
+        // Asked again while it has not happened: a transfer may abort.
         while c.leader().await != other {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let r = c
+                .http
+                .post(c.url(c.leader().await, "/v1/leader/transfer"))
+                .json(&serde_json::json!({ "to": other }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+            for _ in 0..20 {
+                if c.leader().await == other {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     })
     .await;

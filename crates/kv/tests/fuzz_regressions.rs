@@ -87,7 +87,7 @@ async fn every_client_error_has_the_json_error_body() {
         },
     )
     .unwrap();
-    let app = api::router(runtime.clone(), Arc::new(Vec::new), 1 << 20);
+    let app = api::router(runtime.clone(), 1, Arc::new(Vec::new), 1 << 20);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

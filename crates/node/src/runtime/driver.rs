@@ -113,6 +113,7 @@ pub(super) fn start<M: StateMachine, N: Network>(
         apply_tx,
         config: config.clone(),
         marking: None,
+        next_mark_check: Instant::now(),
         waiting_changes: Vec::new(),
     };
     let handle = tokio::spawn(driver.run());
@@ -185,6 +186,8 @@ struct Driver<M: StateMachine, N: Network> {
     /// The member whose mark was last proposed, and until when it may
     /// take to apply before it is proposed again.
     marking: Option<(u64, Instant)>,
+    /// When to look for a member to mark again, after a look found none.
+    next_mark_check: Instant,
     /// Membership changes waiting for another one to apply.
     waiting_changes: Vec<WaitingChange>,
 }
@@ -268,6 +271,9 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     /// client's change waits; one the node drops (another change is
     /// pending) is proposed again on a later tick.
     async fn mark_replicated(&mut self, now: Instant) -> Result<(), Stopped> {
+        if self.shared.leader().role != Some(StateRole::Leader) || now < self.next_mark_check {
+            return Ok(());
+        }
         let unmarked: Vec<(u64, PeerInfo)> = self
             .shared
             .members
@@ -283,10 +289,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             }
             self.marking = None;
         }
-        if unmarked.is_empty()
-            || !self.waiting_changes.is_empty()
-            || self.shared.leader().role != Some(StateRole::Leader)
-        {
+        if unmarked.is_empty() || !self.waiting_changes.is_empty() {
             return Ok(());
         }
         let status = self.node.status().await?;
@@ -296,7 +299,11 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
                 .iter()
                 .any(|(peer, p)| peer == id && p.matched > 0)
         });
+        let election = self.config.tick * self.config.raft.election_tick as u32;
         let Some((id, info)) = reached else {
+            // Members the log has not reached (down, or never started):
+            // look again after a while, not at every tick.
+            self.next_mark_check = now + election;
             return Ok(());
         };
         match self
@@ -304,10 +311,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             .propose_conf_change(&members::mark_replicated(id, &info))
             .await
         {
-            Ok(Proposed::Appended { .. }) => {
-                let election = self.config.tick * self.config.raft.election_tick as u32;
-                self.marking = Some((id, now + election));
-            }
+            Ok(Proposed::Appended { .. }) => self.marking = Some((id, now + election)),
             Ok(Proposed::Forwarded { .. }) => {}
             Err(e) => drop(self.refusal(e)?),
         }
@@ -410,6 +414,10 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     async fn retry_changes(&mut self, now: Instant) -> Result<(), Stopped> {
         let mut queue = std::mem::take(&mut self.waiting_changes).into_iter();
         for WaitingChange { cc, tx, deadline } in queue.by_ref() {
+            if tx.is_closed() {
+                // Its caller gave up: a change nobody waits for is not made.
+                continue;
+            }
             if now >= deadline {
                 drop(tx.send(Err(RequestError::Timeout)));
             } else if let Some(waiting) = self.propose_change(cc, tx, deadline).await? {

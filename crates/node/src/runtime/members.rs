@@ -8,7 +8,8 @@
 //!
 //! The book also says which members the log has reached
 //! ([`PeerInfo::replicated`]): a leader marks each one, once, with an
-//! `UpdateNode` change carrying its addresses and the mark. A marked
+//! `UpdateNode` change carrying its addresses (as that leader's book has
+//! them, which every member's book then takes) and the mark. A marked
 //! member that starts again on empty storage has lost its data, and an
 //! application can refuse to start it.
 
@@ -27,9 +28,8 @@ pub struct PeerInfo {
     #[prost(string, tag = "2")]
     pub http_addr: String,
     /// A leader saw this member hold entries of the log (its progress
-    /// matched one) and said so in the log. Set by the runtime; a change
-    /// that adds the member again with new addresses clears it until the
-    /// leader sees it again.
+    /// matched one) and said so in the log. Set by the runtime; removing
+    /// the member clears it.
     #[prost(bool, tag = "3")]
     pub replicated: bool,
 }
@@ -111,29 +111,45 @@ pub(super) fn mark_replicated(id: u64, info: &PeerInfo) -> ConfChangeV2 {
     single_change(ConfChangeType::UpdateNode, id, context_for(&marked))
 }
 
-/// What a committed change does to the address book: members added or
-/// updated (with the addresses in its context, when it has one) and
-/// removed.
-pub fn changes(cc: &ConfChangeV2) -> (Vec<(u64, Option<PeerInfo>)>, Vec<u64>) {
+/// What a committed change says of the address book.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BookChanges {
+    /// Members added, or added again (a learner promoted), with the
+    /// addresses in the change's context when it has one.
+    pub added: Vec<(u64, Option<PeerInfo>)>,
+    /// Members updated in place (`UpdateNode`, as the leader's marks are):
+    /// a member the book no longer has stays out of it.
+    pub updated: Vec<(u64, Option<PeerInfo>)>,
+    /// Members removed.
+    pub removed: Vec<u64>,
+}
+
+/// What the committed change `cc` does to the address book.
+pub fn changes(cc: &ConfChangeV2) -> BookChanges {
     let info = (!cc.context.is_empty())
         .then(|| PeerInfo::decode(&cc.context[..]).ok())
         .flatten();
-    let mut added = Vec::new();
-    let mut removed = Vec::new();
+    let mut out = BookChanges::default();
     for c in &cc.changes {
         match ConfChangeType::try_from(c.change_type) {
-            Ok(
-                ConfChangeType::AddNode
-                | ConfChangeType::AddLearnerNode
-                | ConfChangeType::UpdateNode,
-            ) => {
-                added.push((c.node_id, info.clone()));
+            Ok(ConfChangeType::AddNode | ConfChangeType::AddLearnerNode) => {
+                out.added.push((c.node_id, info.clone()));
             }
-            Ok(ConfChangeType::RemoveNode) => removed.push(c.node_id),
+            Ok(ConfChangeType::UpdateNode) => out.updated.push((c.node_id, info.clone())),
+            Ok(ConfChangeType::RemoveNode) => out.removed.push(c.node_id),
             Err(_) => {}
         }
     }
-    (added, removed)
+    out
+}
+
+/// Writes member `id`'s entry `info` into `book`, keeping the mark the
+/// book has for it (a promotion asked before the mark applied carries
+/// none; only removing a member clears its mark); returns the entry.
+pub fn record(book: &mut Members, id: u64, mut info: PeerInfo) -> PeerInfo {
+    info.replicated |= book.get(&id).is_some_and(|old| old.replicated);
+    book.insert(id, info.clone());
+    info
 }
 
 #[cfg(test)]
@@ -178,7 +194,33 @@ mod tests {
             context: context_for(&info(40)),
             ..Default::default()
         };
-        assert_eq!(changes(&cc), (vec![(4, Some(info(40)))], vec![2]));
+        let expected = BookChanges {
+            added: vec![(4, Some(info(40)))],
+            removed: vec![2],
+            ..BookChanges::default()
+        };
+        assert_eq!(changes(&cc), expected);
+    }
+
+    #[test]
+    fn a_member_keeps_its_mark_until_it_is_removed() {
+        let mut book = Members::new();
+        let marked = PeerInfo {
+            replicated: true,
+            ..info(30)
+        };
+        record(&mut book, 3, marked.clone());
+        assert_eq!(
+            record(&mut book, 3, info(30)),
+            marked,
+            "a promotion clears no mark"
+        );
+        book.remove(&3);
+        assert_eq!(
+            record(&mut book, 3, info(30)),
+            info(30),
+            "added again: unmarked"
+        );
     }
 
     #[test]
@@ -188,7 +230,11 @@ mod tests {
             replicated: true,
             ..info(30)
         };
-        assert_eq!(changes(&cc), (vec![(3, Some(marked))], vec![]));
+        let expected = BookChanges {
+            updated: vec![(3, Some(marked))],
+            ..BookChanges::default()
+        };
+        assert_eq!(changes(&cc), expected);
         assert_eq!(cc.changes[0].change_type, ConfChangeType::UpdateNode as i32);
     }
 }

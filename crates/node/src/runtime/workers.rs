@@ -276,17 +276,25 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             }
         };
         let id = self.shared.id;
-        let (added, removed) = members::changes(&cc);
-        for (peer, info) in added {
-            if let Some(info) = info {
+        let book = members::changes(&cc);
+        {
+            let mut members = self
+                .shared
+                .members
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let present = |peer: &u64| members.contains_key(peer);
+            let updated: Vec<_> = book
+                .updated
+                .into_iter()
+                .filter(|(p, _)| present(p))
+                .collect();
+            for (peer, info) in book.added.into_iter().chain(updated) {
+                let Some(info) = info else { continue };
+                let info = members::record(&mut members, peer, info);
                 if peer != id {
                     self.shared.network.add_peer(peer, &info);
                 }
-                self.shared
-                    .members
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(peer, info);
             }
         }
         let cs = match self.node.apply_conf_change(&cc).await {
@@ -305,7 +313,7 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             }
             Err(_) => return Err(None),
         };
-        for peer in removed {
+        for peer in book.removed {
             self.shared
                 .members
                 .write()
