@@ -44,6 +44,9 @@ pub enum Finding {
     NoProgress(String),
     /// A member's process ended without the harness killing it.
     Crashed(String),
+    /// A member whose data directory was wiped started on it instead of
+    /// refusing: it could vote and acknowledge with its past forgotten.
+    StartedWithoutData(u64),
 }
 
 impl fmt::Display for Finding {
@@ -65,6 +68,9 @@ impl fmt::Display for Finding {
             }
             Finding::NoProgress(why) => write!(f, "the cluster did not recover: {why}"),
             Finding::Crashed(what) => write!(f, "a process crashed: {what}"),
+            Finding::StartedWithoutData(id) => {
+                write!(f, "member {id} started on its wiped data directory")
+            }
         }
     }
 }

@@ -80,6 +80,8 @@ pub struct Cluster {
     next_id: u64,
     /// Unexpected exits of members removed since.
     removed_exits: Vec<String>,
+    /// Members that started on a wiped data directory instead of refusing.
+    started_without_data: Vec<u64>,
 }
 
 impl Cluster {
@@ -108,6 +110,7 @@ impl Cluster {
             tick_ms,
             next_id: size + 1,
             removed_exits: Vec::new(),
+            started_without_data: Vec::new(),
         };
         let mut specs = Vec::new();
         for id in 1..=size {
@@ -355,6 +358,71 @@ impl Cluster {
         }
         self.proxies.remove(&old);
         Ok(id)
+    }
+
+    /// Loses member `id`'s data as a dead disk would: kills it and wipes
+    /// its data directory. Started again as it was, it must refuse (else
+    /// it is noted, see [`Cluster::started_without_data`]); then it comes
+    /// back the documented way: removed, added again as a learner under
+    /// its ID and addresses, started with `--join`, caught up, promoted.
+    pub async fn lose_data(&mut self, id: u64) -> Result<(), HarnessError> {
+        let t = Duration::from_secs(20);
+        let m = self
+            .members
+            .get_mut(&id)
+            .ok_or(HarnessError::NoSuchMember(id))?;
+        m.kill().await?;
+        match std::fs::remove_dir_all(&m.spec.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(HarnessError::Io {
+                    what: format!("wiping member {id}'s data"),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+        if !m.refuses_to_start(t).await? {
+            self.started_without_data.push(id);
+        }
+        let remove = format!("/v1/members/{id}");
+        let removed = self
+            .to_leader(reqwest::Method::DELETE, &remove, None, t)
+            .await;
+        self.done_or(removed, |v| !v.members.contains(&id)).await?;
+        let spec = &self.members[&id].spec;
+        let body = serde_json::json!({
+            "id": id,
+            "raft_addr": spec.raft_public.to_string(),
+            "http_addr": spec.http.to_string(),
+            "learner": true,
+        });
+        let added = self
+            .to_leader(reqwest::Method::POST, "/v1/members", Some(body), t)
+            .await;
+        self.done_or(added, |v| v.learners.contains(&id)).await?;
+        let peers = peer_list(self.members.values().map(|m| &m.spec));
+        let m = self
+            .members
+            .get_mut(&id)
+            .ok_or(HarnessError::NoSuchMember(id))?;
+        m.spec.join = true;
+        m.spec.peers = peers;
+        m.restart()?;
+        self.wait_caught_up(id, t).await?;
+        let promote = format!("/v1/members/{id}/promote");
+        let promoted = self
+            .to_leader(reqwest::Method::POST, &promote, None, t)
+            .await;
+        self.done_or(promoted, |v| {
+            v.members.contains(&id) && !v.learners.contains(&id)
+        })
+        .await
+    }
+
+    /// The members that started on a wiped data directory instead of
+    /// refusing to (each is a finding).
+    pub fn started_without_data(&self) -> &[u64] {
+        &self.started_without_data
     }
 
     /// `outcome` if it succeeded; otherwise success if the leader's view

@@ -1,5 +1,6 @@
 //! One member as a real `rudder serve` process: started, killed with
-//! `SIGKILL`, paused with `SIGSTOP` and resumed, restarted on its data.
+//! `SIGKILL`, paused with `SIGSTOP` and resumed, restarted on its data (or
+//! on none, expecting it to refuse).
 
 use crate::error::HarnessError;
 use std::fs::OpenOptions;
@@ -153,6 +154,38 @@ impl Member {
             self.spawn()?;
         }
         Ok(())
+    }
+
+    /// Starts the process and waits up to `within` for it to refuse to
+    /// start: to exit by itself, with a failure. Whether it did; a process
+    /// still running then is killed.
+    pub async fn refuses_to_start(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Result<bool, HarnessError> {
+        self.reap();
+        if self.child.is_none() {
+            self.spawn()?;
+        }
+        let id = self.spec.id;
+        let Some(child) = self.child.as_mut() else {
+            return Ok(false);
+        };
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(Ok(status)) => {
+                self.child = None;
+                Ok(!status.success())
+            }
+            Ok(Err(source)) => Err(HarnessError::Process {
+                id,
+                what: "waiting for it to exit",
+                source,
+            }),
+            Err(_) => {
+                self.kill().await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Stops the process with `SIGSTOP`: it keeps its sockets but does

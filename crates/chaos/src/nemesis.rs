@@ -38,11 +38,14 @@ pub enum FaultKind {
     Transfer,
     /// Replace a member: add a new one, promote it, remove the old one.
     Replace,
+    /// Wipe a member's data directory (a dead disk): it must refuse to
+    /// start on it; removed and added again, it joins afresh.
+    LoseData,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillAll,
@@ -52,6 +55,7 @@ impl FaultKind {
         FaultKind::Bridge,
         FaultKind::Transfer,
         FaultKind::Replace,
+        FaultKind::LoseData,
     ];
 }
 
@@ -235,6 +239,12 @@ impl Nemesis {
                 let new = cluster.replace(old).await?;
                 *endpoints.lock().unwrap_or_else(|e| e.into_inner()) = cluster.endpoints();
                 self.note(&format!("member {new} replaced {old}"));
+            }
+            FaultKind::LoseData => {
+                let id = self.pick(&ids);
+                self.note(&format!("wipe member {id}'s data (leader {leader:?})"));
+                cluster.lose_data(id).await?;
+                self.note(&format!("member {id} refused, was removed, joined again"));
             }
         }
         Ok(())

@@ -133,6 +133,12 @@ pub async fn run(config: RunConfig) -> Result<RunReport, HarnessError> {
     }
     findings.extend(check::linearizable(&records));
     findings.extend(cluster.unexpected_exits().into_iter().map(Finding::Crashed));
+    findings.extend(
+        cluster
+            .started_without_data()
+            .iter()
+            .map(|&id| Finding::StartedWithoutData(id)),
+    );
     cluster.stop().await;
     let summary = summarize(&config, &nemesis, &records, converged, &findings);
     write_files(&config, &records, &nemesis.log, &summary, &findings)?;
