@@ -570,22 +570,26 @@ pub async fn members(args: EndpointArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The members of `view`, one line each, the leader marked.
+/// The members of `view`, one line each: whether the log has reached
+/// each (`REPLICATED`), the leader marked.
 fn members_table(view: &ClusterView) -> String {
     let mut rows = vec![[
         "ID".to_owned(),
         "ROLE".into(),
         "HTTP".into(),
         "RAFT".into(),
+        "REPLICATED".into(),
         String::new(),
     ]];
     for m in &view.members {
         let leads = if m.id == view.leader { "leader" } else { "" };
+        let replicated = if m.replicated { "yes" } else { "not yet" };
         rows.push([
             m.id.to_string(),
             m.role.clone(),
             m.http_addr.clone(),
             m.raft_addr.clone(),
+            replicated.into(),
             leads.into(),
         ]);
     }
@@ -809,6 +813,29 @@ mod tests {
                 .collect(),
         ];
         assert_eq!(table(&rows), "ID  ADDR  X\n10  a\n1   a long remark\n");
+    }
+
+    #[test]
+    fn the_members_table_says_which_members_the_log_reached_and_who_leads() {
+        let view: ClusterView = serde_json::from_value(serde_json::json!({
+            "id": 1, "leader": 2, "term": 3, "commit": 9, "applied": 9,
+            "members": [
+                { "id": 1, "raft_addr": "h:1", "http_addr": "h:2", "role": "voter", "replicated": true },
+                { "id": 2, "raft_addr": "h:3", "http_addr": "h:4", "role": "learner" },
+            ],
+        }))
+        .unwrap();
+        let text = members_table(&view);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("REPLICATED"), "{text}");
+        assert!(
+            lines[1].contains("yes") && !lines[1].contains("leader"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("not yet") && lines[2].ends_with("leader"),
+            "{text}"
+        );
     }
 
     /// An address where nothing listens.
