@@ -131,8 +131,8 @@ fn lost_data(id: u64, evidence: &str) -> anyhow::Error {
     )
 }
 
-/// Every peer's view but `id`'s, asked at once; and, when none of them is
-/// the leader's, the view of the leader one of them names.
+/// Every peer's view but `id`'s, asked at once; and the view of the
+/// leader the newest of them names, if it is not among them.
 async fn views(http: &reqwest::Client, id: u64, peers: &Members) -> Vec<ClusterView> {
     let mut asks = JoinSet::new();
     for (_, info) in peers.iter().filter(|(&peer, _)| peer != id) {
@@ -145,16 +145,17 @@ async fn views(http: &reqwest::Client, id: u64, peers: &Members) -> Vec<ClusterV
             views.push(view);
         }
     }
-    if !views.iter().any(is_leaders) {
-        let named = views.iter().find_map(|v| {
-            v.members
-                .iter()
-                .find(|m| m.id == v.leader && v.leader != 0)
-                .map(|m| m.http_addr.clone())
-        });
-        if let Some(view) = async { view_at(http, &named?).await }.await {
-            views.push(view);
-        }
+    // The leader the newest term names, when it has not answered itself
+    // (it was not among the peers given, or an old leader answered).
+    let named = views
+        .iter()
+        .filter(|v| v.leader != 0)
+        .max_by_key(|v| v.term)
+        .filter(|v| !views.iter().any(|w| w.id == v.leader))
+        .and_then(|v| v.members.iter().find(|m| m.id == v.leader))
+        .map(|m| m.http_addr.clone());
+    if let Some(view) = async { view_at(http, &named?).await }.await {
+        views.push(view);
     }
     views
 }
