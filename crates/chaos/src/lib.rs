@@ -14,7 +14,7 @@
 //!   every member, and nothing is there that no client wrote;
 //! - every member holds the same data at the same applied index.
 //!
-//! [`run`] ties it together; `crates/kv/tests/nemesis.rs` runs it under
+//! [`run`](mod@run) ties it together; `crates/kv/tests/nemesis.rs` runs it under
 //! `cargo test`. See docs/RELIABILITY.md.
 
 pub mod check;

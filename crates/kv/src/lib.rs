@@ -4,7 +4,7 @@
 //! with JSON ([`api`]), one process per member ([`server`]) that checks
 //! an empty data directory is a first start ([`preflight`]), plus the
 //! command line's client commands ([`client`]), a local demo cluster
-//! ([`demo`]) and a load generator ([`bench`]).
+//! ([`demo`]) and a load generator ([`bench`](mod@bench)).
 
 pub mod api;
 pub mod bench;

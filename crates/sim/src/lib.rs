@@ -14,7 +14,7 @@
 //! - [`network`]: messages in flight, with faults.
 //! - [`workload`]: clients and the history they record.
 //! - [`kv`]: the replicated key-value state machine.
-//! - [`format`]: one-line descriptions of messages, for traces.
+//! - [`format`](mod@format): one-line descriptions of messages, for traces.
 //! - [`scenario`]: scenario scripts that drive a cluster step by step.
 
 pub mod disk;
