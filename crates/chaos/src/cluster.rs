@@ -319,25 +319,43 @@ impl Cluster {
     pub async fn replace(&mut self, old: u64) -> Result<u64, HarnessError> {
         let id = self.next_id;
         self.next_id += 1;
+        let t = Duration::from_secs(20);
         let mut spec = self.spec(id, true).await?;
+        self.add_learner(&spec, t).await?;
+        let peers = peer_list(self.members.values().map(|m| &m.spec).chain([&spec]));
+        spec.peers = peers;
+        self.members.insert(id, Member::start(spec)?);
+        self.promote_when_caught_up(id, t).await?;
+        self.remove_member(old, t).await?;
+        if let Some(mut m) = self.members.remove(&old) {
+            m.kill().await?;
+            self.removed_exits.append(&mut m.unexpected_exits);
+        }
+        self.proxies.remove(&old);
+        Ok(id)
+    }
+
+    // Each change below may have taken effect though its answer was lost
+    // (a leader change mid-request): then the retry is refused, and the
+    // configuration says whether the change is done.
+
+    /// Adds the member `spec` describes as a learner, through the leader.
+    async fn add_learner(&self, spec: &MemberSpec, t: Duration) -> Result<(), HarnessError> {
+        let id = spec.id;
         let body = serde_json::json!({
             "id": id,
             "raft_addr": spec.raft_public.to_string(),
             "http_addr": spec.http.to_string(),
             "learner": true,
         });
-        let t = Duration::from_secs(20);
-        // Each change may have taken effect though its answer was lost (a
-        // leader change mid-request): then the retry is refused, and the
-        // configuration says whether the change is done.
         let added = self
             .to_leader(reqwest::Method::POST, "/v1/members", Some(body), t)
             .await;
-        self.done_or(added, |v| v.members.contains(&id)).await?;
-        let mut specs: Vec<&MemberSpec> = self.members.values().map(|m| &m.spec).collect();
-        specs.push(&spec);
-        spec.peers = peer_list(specs.into_iter());
-        self.members.insert(id, Member::start(spec)?);
+        self.done_or(added, |v| v.learners.contains(&id)).await
+    }
+
+    /// Waits until learner `id` has caught up, then promotes it.
+    async fn promote_when_caught_up(&self, id: u64, t: Duration) -> Result<(), HarnessError> {
         self.wait_caught_up(id, t).await?;
         let promote = format!("/v1/members/{id}/promote");
         let promoted = self
@@ -346,18 +364,16 @@ impl Cluster {
         self.done_or(promoted, |v| {
             v.members.contains(&id) && !v.learners.contains(&id)
         })
-        .await?;
-        let remove = format!("/v1/members/{old}");
+        .await
+    }
+
+    /// Removes member `id` from the configuration (its process runs on).
+    async fn remove_member(&self, id: u64, t: Duration) -> Result<(), HarnessError> {
+        let remove = format!("/v1/members/{id}");
         let removed = self
             .to_leader(reqwest::Method::DELETE, &remove, None, t)
             .await;
-        self.done_or(removed, |v| !v.members.contains(&old)).await?;
-        if let Some(mut m) = self.members.remove(&old) {
-            m.kill().await?;
-            self.removed_exits.append(&mut m.unexpected_exits);
-        }
-        self.proxies.remove(&old);
-        Ok(id)
+        self.done_or(removed, |v| !v.members.contains(&id)).await
     }
 
     /// Loses member `id`'s data as a dead disk would: kills it and wipes
@@ -384,22 +400,9 @@ impl Cluster {
         if !m.refuses_to_start(t).await? {
             self.started_without_data.push(id);
         }
-        let remove = format!("/v1/members/{id}");
-        let removed = self
-            .to_leader(reqwest::Method::DELETE, &remove, None, t)
-            .await;
-        self.done_or(removed, |v| !v.members.contains(&id)).await?;
-        let spec = &self.members[&id].spec;
-        let body = serde_json::json!({
-            "id": id,
-            "raft_addr": spec.raft_public.to_string(),
-            "http_addr": spec.http.to_string(),
-            "learner": true,
-        });
-        let added = self
-            .to_leader(reqwest::Method::POST, "/v1/members", Some(body), t)
-            .await;
-        self.done_or(added, |v| v.learners.contains(&id)).await?;
+        self.remove_member(id, t).await?;
+        let spec = self.members[&id].spec.clone();
+        self.add_learner(&spec, t).await?;
         let peers = peer_list(self.members.values().map(|m| &m.spec));
         let m = self
             .members
@@ -408,15 +411,7 @@ impl Cluster {
         m.spec.join = true;
         m.spec.peers = peers;
         m.restart()?;
-        self.wait_caught_up(id, t).await?;
-        let promote = format!("/v1/members/{id}/promote");
-        let promoted = self
-            .to_leader(reqwest::Method::POST, &promote, None, t)
-            .await;
-        self.done_or(promoted, |v| {
-            v.members.contains(&id) && !v.learners.contains(&id)
-        })
-        .await
+        self.promote_when_caught_up(id, t).await
     }
 
     /// The members that started on a wiped data directory instead of
