@@ -51,7 +51,8 @@ pub struct ServeArgs {
     /// Milliseconds per Raft tick (election timeout: 10 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
-    /// Take a snapshot after this many entries applied.
+    /// Take a snapshot once every this many entries applied (each member at
+    /// its own phase of the interval, so they do not all pause together).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
     /// Entries kept behind a snapshot, for slow followers.

@@ -18,8 +18,9 @@
 //! - the **apply worker** applies snapshots, committed entries and
 //!   configuration changes (to the node and the address book), answers
 //!   the proposals and reads that waited for them, and every
-//!   `snapshot_every` entries snapshots the state machine and compacts the
-//!   log, keeping `keep_entries` for slow followers.
+//!   `snapshot_every` entries (each node at its own phase) snapshots the
+//!   state machine and compacts the log, keeping `keep_entries` for slow
+//!   followers.
 //!
 //! Proposals and reads come to the driver as requests from any number of
 //! [`Runtime`] handles; those that arrive while the disk works go to the
@@ -125,8 +126,9 @@ pub struct RuntimeConfig {
     pub raft: Config,
     /// How often the node ticks.
     pub tick: Duration,
-    /// Snapshot the state machine after this many entries applied since
-    /// the last snapshot.
+    /// Snapshot the state machine once every this many entries applied,
+    /// at a phase of this node's own (its ID decides it), so that the
+    /// members of a cluster do not all stop to snapshot together.
     pub snapshot_every: u64,
     /// Entries kept below a snapshot when compacting, for slow followers.
     pub keep_entries: u64,

@@ -151,6 +151,22 @@ fn save_all(
     Ok(must_sync)
 }
 
+/// The first index past `after` (the last snapshot's) at which member
+/// `id` snapshots, one every `every` entries at a phase of its own: the
+/// fractional parts of the golden ratio's multiples spread any number of
+/// members over the interval, so a cluster's members do not all stop to
+/// write a snapshot (which holds their storage) at the same entries.
+fn snapshot_due(id: u64, every: u64, after: u64) -> u64 {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    let every = every.max(1);
+    let phase = ((id as f64 * GOLDEN).fract() * every as f64) as u64 % every;
+    if after < phase {
+        phase
+    } else {
+        phase + ((after - phase) / every + 1) * every
+    }
+}
+
 /// The apply worker's own state.
 pub struct Applier<M: StateMachine, N: Network> {
     node: Node,
@@ -336,7 +352,7 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
     /// Every `snapshot_every` entries: snapshots the state machine (with
     /// the address book) and compacts the log, keeping `keep_entries`.
     async fn maybe_snapshot(&mut self) -> Result<(), Stop> {
-        if self.applied < self.last_snapshot + self.snapshot_every.max(1) {
+        if self.applied < snapshot_due(self.shared.id, self.snapshot_every, self.last_snapshot) {
             return Ok(());
         }
         let index = self.applied;
@@ -377,5 +393,32 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
         self.shared.metrics.snapshots.fetch_add(1, Relaxed);
         info!(id = self.shared.id, index, "snapshot taken");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn snapshots_come_every_interval_at_a_phase_of_each_members_own() {
+        let every = 10_000;
+        let phases: Vec<u64> = (1..=5).map(|id| snapshot_due(id, every, 0)).collect();
+        for (id, &p) in (1..=5u64).zip(&phases) {
+            assert!(p > 0 && p < every, "member {id}'s first snapshot at {p}");
+            // One every interval from then on, restarts included.
+            assert_eq!(snapshot_due(id, every, p), p + every);
+            assert_eq!(snapshot_due(id, every, p + 1), p + every);
+            assert_eq!(snapshot_due(id, every, p + every - 1), p + every);
+        }
+        let mut sorted = phases.clone();
+        sorted.sort_unstable();
+        let gaps: Vec<u64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|&g| g >= every / 10),
+            "five members' phases bunch up: {phases:?}"
+        );
+        assert_eq!(snapshot_due(3, 1, 41), 42, "every entry: the next one");
+        assert_eq!(snapshot_due(3, 0, 41), 42, "0 counts as 1");
     }
 }
