@@ -299,7 +299,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
                 .iter()
                 .any(|(peer, p)| peer == id && p.matched > 0)
         });
-        let election = self.config.tick * self.config.raft.election_tick as u32;
+        let election = self.election_timeout();
         let Some((id, info)) = reached else {
             // Members the log has not reached (down, or never started):
             // look again after a while, not at every tick.
@@ -432,7 +432,7 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
     /// Starts a read-index round if reads wait and none is in flight (or
     /// the one in flight was lost: no answer within an election timeout).
     async fn start_read_round(&mut self) -> Result<(), Stopped> {
-        let retry_after = self.config.tick * self.config.raft.election_tick as u32;
+        let retry_after = self.election_timeout();
         let Some(ctx) = self.shared.reads().start_round(Instant::now(), retry_after) else {
             return Ok(());
         };
@@ -445,6 +445,12 @@ impl<M: StateMachine, N: Network> Driver<M, N> {
             self.shared.reads().fail_round(e);
         }
         Ok(())
+    }
+
+    /// An election timeout, as time: how long a read round or a mark may
+    /// take before it counts as lost.
+    fn election_timeout(&self) -> std::time::Duration {
+        self.config.tick * self.config.raft.election_tick as u32
     }
 
     fn not_leader(&self) -> RequestError {
