@@ -184,8 +184,9 @@ fn request_error(rt: &Rt, e: RequestError, uri: &OriginalUri) -> ApiError {
     match e {
         RequestError::NotLeader { leader } => to_leader(rt, leader, uri),
         RequestError::Dropped(reason) => {
+            // (A change behind another pending one is not dropped: the
+            // runtime makes it wait its turn.)
             let status = match reason {
-                DropReason::ConfChangePending => StatusCode::CONFLICT,
                 DropReason::InvalidConfChange => StatusCode::BAD_REQUEST,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
