@@ -166,17 +166,13 @@ struct Target {
     value: Bytes,
 }
 
+/// What every key's name starts with: the rest is its number, so a key's
+/// name needs no escaping in a path.
+const KEY_PREFIX: &str = "bench-";
+
 /// The key numbered `n`.
 fn key_name(n: u64) -> String {
-    format!("bench-{n}")
-}
-
-/// `url`'s path and query, as a request line names them.
-fn path_and_query(url: &Url) -> String {
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    }
+    format!("{KEY_PREFIX}{n}")
 }
 
 /// `url`'s `host:port`.
@@ -188,24 +184,23 @@ fn authority(url: &Url) -> anyhow::Result<String> {
 }
 
 impl Target {
-    fn put_path(&self, n: u64) -> String {
-        path_and_query(&client::api_url(
-            &self.leader,
-            &["v1", "kv", &key_name(n)],
-            &[],
-        ))
+    /// The request target of a put of key `n`. Formatted directly, not
+    /// through a `Url`: this runs for every request, and the generator's
+    /// CPU is taken from the servers it measures.
+    fn put_path(n: u64) -> String {
+        format!("/v1/kv/{KEY_PREFIX}{n}")
     }
 
     fn reader(&self, client: usize) -> &Url {
         &self.readers[client % self.readers.len()]
     }
 
-    fn get_path(&self, client: usize, n: u64) -> String {
-        path_and_query(&client::api_url(
-            self.reader(client),
-            &["v1", "kv", &key_name(n)],
-            &[("consistency", self.consistency.as_str())],
-        ))
+    /// The request target of a get of key `n` (as [`Target::put_path`]).
+    fn get_path(&self, n: u64) -> String {
+        format!(
+            "/v1/kv/{KEY_PREFIX}{n}?consistency={}",
+            self.consistency.as_str()
+        )
     }
 
     /// Writes key `n` through the shared client (the preload); an error is
@@ -253,7 +248,7 @@ impl Client {
             .writer
             .send(
                 hyper::Method::PUT,
-                &target.put_path(n),
+                &Target::put_path(n),
                 target.value.clone(),
             )
             .await?;
@@ -268,10 +263,10 @@ impl Client {
         judge(answer.status.as_u16(), &answer.body)
     }
 
-    async fn get(&mut self, target: &Target, i: usize, n: u64) -> Result<(), String> {
+    async fn get(&mut self, target: &Target, n: u64) -> Result<(), String> {
         let conn = self.reader.as_mut().unwrap_or(&mut self.writer);
         let answer = conn
-            .send(hyper::Method::GET, &target.get_path(i, n), Bytes::new())
+            .send(hyper::Method::GET, &target.get_path(n), Bytes::new())
             .await?;
         judge(answer.status.as_u16(), &answer.body)
     }
@@ -391,7 +386,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
                 let is_get = rng.random::<f64>() < get_share;
                 let start = Instant::now();
                 let outcome = if is_get {
-                    client.get(&target, i, key).await
+                    client.get(&target, key).await
                 } else {
                     client.put(&target, key).await
                 };
@@ -712,6 +707,40 @@ mod tests {
     }
 
     #[test]
+    fn request_targets_are_what_the_api_urls_give() {
+        let base = client::parse_endpoint("127.0.0.1:2379").unwrap();
+        let of = |url: Url| match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        for n in [0, 7, MAX_KEYS - 1] {
+            let key = key_name(n);
+            assert_eq!(
+                Target::put_path(n),
+                of(client::api_url(&base, &["v1", "kv", &key], &[]))
+            );
+            for consistency in [
+                Consistency::Linearizable,
+                Consistency::Lease,
+                Consistency::Stale,
+            ] {
+                let target = Target {
+                    http: client::http_client(REQUEST_TIMEOUT, 1).unwrap(),
+                    leader: base.clone(),
+                    readers: vec![base.clone()],
+                    consistency,
+                    value: Bytes::new(),
+                };
+                let query = [("consistency", consistency.as_str())];
+                assert_eq!(
+                    target.get_path(n),
+                    of(client::api_url(&base, &["v1", "kv", &key], &query))
+                );
+            }
+        }
+    }
+
+    #[test]
     fn arguments_have_defaults_and_bounds() {
         let a = parse(&[]).unwrap();
         assert_eq!(
@@ -933,7 +962,7 @@ mod tests {
             Ok(()),
             "the second write goes to the new leader"
         );
-        let got = c.get(&target, 0, 2).await;
+        let got = c.get(&target, 2).await;
         assert_eq!(
             got,
             Ok(()),
