@@ -66,6 +66,18 @@ impl Conn {
         }
     }
 
+    /// Dials the connection now, if it is not open, so that a request's
+    /// latency need not include it; a failure is left for the first
+    /// request to meet (and count).
+    pub(super) async fn dial(&mut self) {
+        if tokio::time::timeout(self.timeout, self.ready())
+            .await
+            .is_err()
+        {
+            self.sender = None;
+        }
+    }
+
     async fn exchange(
         &mut self,
         method: Method,
@@ -125,5 +137,36 @@ impl Conn {
         let sender = self.sender.as_mut().ok_or("connect")?;
         sender.ready().await.map_err(|_| "transport")?;
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_dial_opens_the_connection_before_any_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut conn = Conn::new(addr, Duration::from_secs(5));
+        let (accepted, ()) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(5), listener.accept()),
+            conn.dial()
+        );
+        accepted.expect("dialled").unwrap();
+        assert!(conn.sender.is_some(), "the connection is kept for requests");
+    }
+
+    #[tokio::test]
+    async fn a_failed_dial_is_left_for_the_first_request_to_count() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener); // nothing listens there now
+        let mut conn = Conn::new(addr, Duration::from_secs(5));
+        conn.dial().await;
+        assert!(conn.sender.is_none());
+        let sent = conn.send(Method::GET, "/healthz", Bytes::new()).await;
+        assert_eq!(sent.err().as_deref(), Some("connect"));
     }
 }

@@ -6,8 +6,8 @@
 //! the workload, every key is first written once, so gets read real values.
 //! Then `--clients` tasks, each with its own keep-alive connection (no
 //! shared pool: the generator's own CPU is taken from the servers on the
-//! same machine), each send one request, wait for its answer and send the
-//! next, until the deadline; a request in flight then is still waited
+//! same machine), dialled before the clock starts, each send one request,
+//! wait for its answer and send the next, until the deadline; a request in flight then is still waited
 //! for, at most [`REQUEST_TIMEOUT`], so the run ends by itself.
 //!
 //! Each successful operation's latency goes into a histogram (µs), one for
@@ -66,7 +66,8 @@ pub struct BenchArgs {
     /// Concurrent clients, each with one request in flight at a time.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CLIENTS)))]
     pub clients: u16,
-    /// Seconds to measure for (the preload comes first, uncounted).
+    /// Seconds to measure for (the preload and the clients' dialling come
+    /// first, uncounted).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_S))]
     pub duration: u64,
     /// What to send.
@@ -240,6 +241,15 @@ impl Client {
         })
     }
 
+    /// Dials this client's connections before the run, all clients at
+    /// once.
+    async fn dial(&mut self) {
+        match &mut self.reader {
+            Some(reader) => drop(tokio::join!(self.writer.dial(), reader.dial())),
+            None => self.writer.dial().await,
+        }
+    }
+
     /// Writes key `n`. A redirect counts as an error (the run measures
     /// leaders, not hops), but this client's later requests go where it
     /// pointed: a leader that changes mid-run is followed.
@@ -372,13 +382,28 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         put: OpStats::new()?,
         get: OpStats::new()?,
     }));
+    // Every connection is open before the clock starts: the latencies are
+    // of requests on open keep-alive connections, not of a burst of
+    // handshakes at the start (a client whose dial failed dials again at
+    // its first request, which then counts it).
+    let mut dials = tokio::task::JoinSet::new();
+    for i in 0..usize::from(args.clients) {
+        let mut client = Client::new(&target, i)?;
+        dials.spawn(async move {
+            client.dial().await;
+            (i, client)
+        });
+    }
+    let mut dialled = Vec::with_capacity(dials.len());
+    while let Some(done) = dials.join_next().await {
+        dialled.push(done.context("a client failed to dial")?);
+    }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let mut clients = tokio::task::JoinSet::new();
-    for i in 0..usize::from(args.clients) {
+    for (i, mut client) in dialled {
         let (target, stats) = (target.clone(), stats.clone());
         let (keys, get_share) = (args.keys, args.get_share());
-        let mut client = Client::new(&target, i)?;
         clients.spawn(async move {
             let mut rng = SmallRng::seed_from_u64(i as u64);
             while Instant::now() < deadline {
