@@ -10,7 +10,9 @@
 //! - The **apply worker** applies each `MsgStorageApply` (a snapshot, the
 //!   committed entries, configuration changes), answers the proposals and
 //!   reads that waited for them, steps its response back, and takes a
-//!   snapshot and compacts every `snapshot_every` entries.
+//!   snapshot every `snapshot_every` entries: it encodes the state, and a
+//!   blocking thread writes it and compacts the log while the apply
+//!   worker applies on.
 //!
 //! A storage failure or a snapshot the state machine refuses stops the
 //! node: nothing more can be made durable or applied in order.
@@ -28,6 +30,7 @@ use rudder_storage::DiskStorage;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -178,6 +181,11 @@ pub struct Applier<M: StateMachine, N: Network> {
     conf_state: ConfState,
     snapshot_every: u64,
     keep_entries: u64,
+    /// The snapshot being written (and the log compacted) on a blocking
+    /// thread while applying goes on; it resolves to its index, `None` if
+    /// a newer one was there first, or `Err` if the storage failed (the
+    /// task has stopped the node then).
+    snapshotting: Option<JoinHandle<Result<Option<u64>, ()>>>,
 }
 
 impl<M: StateMachine, N: Network> Applier<M, N> {
@@ -200,10 +208,12 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             conf_state: snap.conf_state(),
             snapshot_every,
             keep_entries,
+            snapshotting: None,
         }
     }
 
-    /// Runs until the driver drops its sender.
+    /// Runs until the driver drops its sender; then waits for the
+    /// snapshot being written, so nothing writes the storage after.
     pub async fn run(mut self, mut work: mpsc::UnboundedReceiver<Message>) {
         while let Some(m) = work.recv().await {
             let outcome = self.handle(m).await;
@@ -211,9 +221,11 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
                 if let Some(why) = why {
                     fail(&self.node, &self.shared, why).await;
                 }
-                return;
+                break;
             }
         }
+        // Its failure has stopped the node already.
+        let _ = self.finish_snapshot().await;
     }
 
     /// Applies one `MsgStorageApply`. `Err(None)`: the node stopped.
@@ -228,7 +240,7 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
         if !deliver(&self.node, &self.shared, m.responses).await {
             return Err(None);
         }
-        self.maybe_snapshot().await.map_err(Some)
+        self.maybe_snapshot().await
     }
 
     /// Replaces the state machine with a snapshot's, and adds the
@@ -350,8 +362,17 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
     }
 
     /// Every `snapshot_every` entries: snapshots the state machine (with
-    /// the address book) and compacts the log, keeping `keep_entries`.
-    async fn maybe_snapshot(&mut self) -> Result<(), Stop> {
+    /// the address book), then writes it and compacts the log, keeping
+    /// `keep_entries`, on a blocking thread while the next entries are
+    /// applied: only the encoding holds the apply worker up. One at a
+    /// time: a snapshot due while one is written waits for it. A storage
+    /// failure stops the node from the writing task itself, at once, not
+    /// when the next entries come (`Err(None)` here then).
+    async fn maybe_snapshot(&mut self) -> Result<(), Option<Stop>> {
+        if self.snapshotting.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Ok(());
+        }
+        self.finish_snapshot().await.map_err(|()| None)?;
         if self.applied < snapshot_due(self.shared.id, self.snapshot_every, self.last_snapshot) {
             return Ok(());
         }
@@ -373,25 +394,54 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
         let cs = self.conf_state.clone();
         let keep = self.keep_entries;
         let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut s = storage.lock();
-            if s.snapshot_index() >= index {
-                // A leader's snapshot, saved by the append worker while this
-                // one was applying what came before it, is newer already.
-                return Ok(());
+        let (node, shared) = (self.node.clone(), Arc::clone(&self.shared));
+        self.snapshotting = Some(tokio::spawn(async move {
+            let written = tokio::task::spawn_blocking(move || {
+                let mut s = storage.lock();
+                if s.snapshot_index() >= index {
+                    // A leader's snapshot, saved by the append worker while
+                    // this one was applying what came before it, is newer.
+                    return Ok(None);
+                }
+                s.create_snapshot(index, Some(cs), &data)?;
+                match index.checked_sub(keep) {
+                    Some(through) if through > 0 => s.compact(through)?,
+                    _ => {}
+                }
+                Ok(Some(index))
+            })
+            .await
+            .expect("invariant broken: the snapshot task panicked");
+            match written {
+                Ok(taken) => {
+                    if taken.is_some() {
+                        shared.metrics.snapshots.fetch_add(1, Relaxed);
+                        info!(id = shared.id, index, "snapshot taken");
+                    }
+                    Ok(taken)
+                }
+                Err(e) => {
+                    fail(&node, &shared, Stop::Storage(e)).await;
+                    Err(())
+                }
             }
-            s.create_snapshot(index, Some(cs), &data)?;
-            match index.checked_sub(keep) {
-                Some(through) if through > 0 => s.compact(through),
-                _ => Ok(()),
-            }
-        })
-        .await
-        .expect("invariant broken: the snapshot task panicked")
-        .map_err(Stop::Storage)?;
-        self.last_snapshot = index;
-        self.shared.metrics.snapshots.fetch_add(1, Relaxed);
-        info!(id = self.shared.id, index, "snapshot taken");
+        }));
+        Ok(())
+    }
+
+    /// Waits for the snapshot being written, if any, and counts from it;
+    /// `Err` if it failed (and stopped the node).
+    async fn finish_snapshot(&mut self) -> Result<(), ()> {
+        let Some(task) = self.snapshotting.take() else {
+            return Ok(());
+        };
+        let taken = task
+            .await
+            .expect("invariant broken: the snapshot task panicked")?;
+        if let Some(index) = taken {
+            // A leader's snapshot restored meanwhile may be newer.
+            self.last_snapshot = self.last_snapshot.max(index);
+        }
         Ok(())
     }
 }
