@@ -10,9 +10,9 @@
 //! - The **apply worker** applies each `MsgStorageApply` (a snapshot, the
 //!   committed entries, configuration changes), answers the proposals and
 //!   reads that waited for them, steps its response back, and takes a
-//!   snapshot every `snapshot_every` entries: it encodes the state, and a
-//!   blocking thread writes it and compacts the log while the apply
-//!   worker applies on.
+//!   snapshot every `snapshot_every` entries: a blocking thread encodes
+//!   the state while the worker waits, then writes it and compacts the
+//!   log while the worker applies on.
 //!
 //! A storage failure or a snapshot the state machine refuses stops the
 //! node: nothing more can be made durable or applied in order.
@@ -29,7 +29,7 @@ use rudder_raft::{ConfState, Entry, Message, Snapshot, Storage};
 use rudder_storage::DiskStorage;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -363,8 +363,8 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
 
     /// Every `snapshot_every` entries: snapshots the state machine (with
     /// the address book), then writes it and compacts the log, keeping
-    /// `keep_entries`, on a blocking thread while the next entries are
-    /// applied: only the encoding holds the apply worker up. One at a
+    /// `keep_entries`, all on a blocking thread; the apply worker waits
+    /// for the encoding only, and applies on while the rest is done. One at a
     /// time: a snapshot due while one is written waits for it. A storage
     /// failure stops the node from the writing task itself, at once, not
     /// when the next entries come (`Err(None)` here then).
@@ -377,26 +377,19 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
             return Ok(());
         }
         let index = self.applied;
-        let state = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .snapshot();
-        let data = members::seal(
-            &self
-                .shared
-                .members
-                .read()
-                .unwrap_or_else(|e| e.into_inner()),
-            state,
-        );
         let cs = self.conf_state.clone();
         let keep = self.keep_entries;
         let storage = self.storage.clone();
         let (node, shared) = (self.node.clone(), Arc::clone(&self.shared));
+        let (encoded_tx, encoded) = oneshot::channel();
         self.snapshotting = Some(tokio::spawn(async move {
+            let (state, book) = (Arc::clone(&shared.state), Arc::clone(&shared.members));
             let written = tokio::task::spawn_blocking(move || {
+                // Encoded off the async threads (it takes milliseconds),
+                // while the apply worker waits: the state is as of `index`.
+                let state = state.read().unwrap_or_else(|e| e.into_inner()).snapshot();
+                let data = members::seal(&book.read().unwrap_or_else(|e| e.into_inner()), state);
+                let _ = encoded_tx.send(());
                 let mut s = storage.lock();
                 if s.snapshot_index() >= index {
                     // A leader's snapshot, saved by the append worker while
@@ -426,6 +419,8 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
                 }
             }
         }));
+        // Dropped unsent only if the task panicked: its join says so.
+        let _ = encoded.await;
         Ok(())
     }
 
