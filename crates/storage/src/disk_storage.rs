@@ -263,6 +263,7 @@ impl DiskStorage {
         self.hard_state = hs;
         self.discard_through(marker);
         self.set_snapshot(meta, path);
+        self.snaps.prune()?;
         self.purge()
     }
 
@@ -305,6 +306,8 @@ impl DiskStorage {
             ..Batch::default()
         })?;
         self.set_snapshot(meta.clone(), path);
+        // Only now that the log names the new one may the old go.
+        self.snaps.prune()?;
         Ok(meta)
     }
 
@@ -454,9 +457,8 @@ impl DiskStorage {
     /// (`(index, term)`; `(0, 0)`: none): a crash or a failed write came
     /// between saving such a file and recording it in the log. Its state
     /// is committed and the log still holds it, but left there it would
-    /// count among the snapshots kept, so a later save could prune the one
-    /// the log names, and it would refuse every later snapshot older than
-    /// itself.
+    /// count among the snapshots kept, and it would refuse every later
+    /// snapshot older than itself.
     fn remove_unnamed_snapshots(&self, named: (u64, u64)) -> Result<()> {
         for f in self.snaps.list()? {
             if (f.index, f.term) > named {

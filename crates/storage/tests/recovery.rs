@@ -11,7 +11,7 @@ use common::*;
 use rudder_raft::{ConfState, Storage};
 use rudder_storage::fs::{FileSystem, MemFs, MemFsFaults};
 use rudder_storage::record::{Reader, HEADER_LEN};
-use rudder_storage::Error;
+use rudder_storage::{DiskStorage, Error};
 use std::path::{Path, PathBuf};
 
 /// The paths of the WAL segments, oldest first.
@@ -353,4 +353,63 @@ fn a_snapshot_file_the_log_never_named_is_removed_on_open() {
     drop(s);
     fs.crash();
     assert_eq!(open(&fs, small()).snapshot_index(), 10);
+}
+
+#[test]
+fn keeping_one_snapshot_a_failure_anywhere_in_saving_the_next_leaves_a_storage_that_opens() {
+    // Saving a snapshot used to prune the one the log names before the log
+    // named the new one: keeping one, a failure between the two left a
+    // storage that refused to open ("the log names snapshot 1/10, which is
+    // not there").
+    let opts = rudder_storage::Options {
+        keep_snapshots: 1,
+        ..small()
+    };
+    for leaders in [false, true] {
+        for after in 0..6 {
+            let case = format!(
+                "a {} snapshot, a sync failing after {after}",
+                if leaders { "leader's" } else { "local" }
+            );
+            let fs = MemFs::new(after);
+            let mut s = open(&fs, opts);
+            s.save(Some(&hs(1, 1, 20)), &entries(1, 20, 1), true)
+                .unwrap();
+            s.create_snapshot(10, None, b"state at 10").unwrap();
+            s.compact(5).unwrap();
+            fs.set_faults(MemFsFaults {
+                fail_sync_after: Some(after),
+                ..MemFsFaults::default()
+            });
+            let saved = if leaders {
+                s.apply_snapshot(rudder_raft::Snapshot {
+                    data: bytes::Bytes::from_static(b"state at 15"),
+                    metadata: Some(rudder_raft::SnapshotMetadata {
+                        conf_state: Some(ConfState::default()),
+                        index: 15,
+                        term: 1,
+                    }),
+                })
+            } else {
+                s.create_snapshot(15, None, b"state at 15").map(|_| ())
+            };
+            drop(s);
+            fs.set_faults(MemFsFaults::default());
+            fs.crash();
+            let s = DiskStorage::open(
+                std::sync::Arc::new(fs.clone()) as std::sync::Arc<dyn FileSystem>,
+                Path::new(DIR),
+                opts,
+            )
+            .unwrap_or_else(|e| panic!("{case} (the save: {saved:?}): the open failed: {e}"));
+            let snap = s.snapshot(0).unwrap();
+            let expected: &[u8] = match snap.index() {
+                10 => b"state at 10",
+                15 => b"state at 15",
+                other => panic!("{case}: a snapshot at {other}"),
+            };
+            assert_eq!(&snap.data[..], expected, "{case}");
+            assert_eq!(s.last_index().unwrap(), 20, "{case}");
+        }
+    }
 }
