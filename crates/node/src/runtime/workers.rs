@@ -364,10 +364,10 @@ impl<M: StateMachine, N: Network> Applier<M, N> {
     /// Every `snapshot_every` entries: snapshots the state machine (with
     /// the address book), then writes it and compacts the log, keeping
     /// `keep_entries`, all on a blocking thread; the apply worker waits
-    /// for the encoding only, and applies on while the rest is done. One at a
-    /// time: a snapshot due while one is written waits for it. A storage
-    /// failure stops the node from the writing task itself, at once, not
-    /// when the next entries come (`Err(None)` here then).
+    /// for the encoding only, and applies on while the rest is done. One
+    /// at a time: a snapshot due while one is written waits for it. A
+    /// storage failure stops the node from the writing task itself, at
+    /// once, not when the next entries come (`Err(None)` here then).
     async fn maybe_snapshot(&mut self) -> Result<(), Option<Stop>> {
         if self.snapshotting.as_ref().is_some_and(|t| !t.is_finished()) {
             return Ok(());
