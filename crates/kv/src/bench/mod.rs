@@ -7,8 +7,9 @@
 //! Then `--clients` tasks, each with its own keep-alive connection (no
 //! shared pool: the generator's own CPU is taken from the servers on the
 //! same machine), dialled before the clock starts, each send one request,
-//! wait for its answer and send the next, until the deadline; a request in flight then is still waited
-//! for, at most [`REQUEST_TIMEOUT`], so the run ends by itself.
+//! wait for its answer and send the next, until the deadline; a request
+//! in flight then is still waited for, at most [`REQUEST_TIMEOUT`], so the
+//! run ends by itself.
 //!
 //! Each successful operation's latency goes into a histogram (µs), one for
 //! puts and one for gets. A failed one is counted by its kind instead: the
